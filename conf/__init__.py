@@ -1,0 +1,1 @@
+"""Hydra configs shipped with ffnops (found as ``pkg://ffnops.conf``)."""

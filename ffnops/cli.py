@@ -1,0 +1,145 @@
+"""``ffnops <command> [hydra overrides]``: one Hydra app per command, all sharing ``conf/``.
+
+Each command has a top-level config of the same name in ``conf/`` and a ``run(cfg)`` function in
+``ffnops.commands``; modules are imported only when their command runs, so ``ffnops --help`` is
+quick. Errors caused by input (:class:`ffnops.errors.FfnopsError`) print one line and exit 2.
+Extra config directories come from ``FFNOPS_CONFIG_PATH`` (``os.pathsep``-separated) and from the
+``ffnops_config_dirs`` hook; they are searched before ffnops's own ``conf/``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ffnops import __version__
+
+CONFIG_PATH_ENV = "FFNOPS_CONFIG_PATH"
+
+
+@dataclass(frozen=True)
+class Command:
+    """A CLI command: its config in ``conf/`` and where its ``run(cfg)`` lives."""
+
+    name: str
+    summary: str
+    target: str  # "module:function"
+
+    def load(self) -> Callable[..., object]:
+        module_name, _, function = self.target.partition(":")
+        return getattr(importlib.import_module(module_name), function)  # type: ignore[no-any-return]
+
+
+COMMANDS: dict[str, Command] = {
+    c.name: c
+    for c in (
+        Command(
+            "plugins",
+            "List installed plugins, their versions, hooks and schemes.",
+            "ffnops.commands.plugins:run",
+        ),
+        Command(
+            "info",
+            "Describe a volume (shape, dtype, chunks, voxel size) by URI.",
+            "ffnops.commands.info:run",
+        ),
+        Command(
+            "convert",
+            "Copy a volume into another format (hdf5, n5, zarr, precomputed).",
+            "ffnops.commands.convert:run",
+        ),
+    )
+}
+
+
+def usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [
+        f"ffnops {__version__}: Flood-Filling Networks for connectomics",
+        "",
+        "usage: ffnops <command> [key=value ...] [--help] [--cfg job] [-m]",
+        "",
+        "commands:",
+        *(f"  {c.name:<{width}}  {c.summary}" for c in COMMANDS.values()),
+        "",
+        "Every config value can be overridden as key=value; `ffnops <command> --help` lists the",
+        "config groups and the composed config; `-m a=1,2` runs a sweep.",
+    ]
+    return "\n".join(lines)
+
+
+def config_search_path() -> list[str]:
+    """Extra config dirs from the environment and from plugins, as Hydra search-path entries."""
+    entries = [p for p in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if p]
+    from ffnops.plugins import get_plugins
+
+    for answer in get_plugins().hook.ffnops_config_dirs():
+        entries.extend(answer)
+    return [e if "://" in e else f"file://{Path(e).absolute()}" for e in entries]
+
+
+_OVERRIDE = re.compile(r"^(?P<key>[+~]{0,2}[\w.\-/@]+)=(?P<value>[^'\"\[\]{}]*)$")
+_BBOX = re.compile(r"^\s*\d+:\d+\s*,\s*\d+:\d+\s*,\s*\d+:\d+\s*$")
+
+
+def quote_values(overrides: Sequence[str]) -> list[str]:
+    """Quotes values Hydra's grammar would misread: URIs with '#' (``h5://f.h5#raw``) and boxes
+    (``bbox=0:64,0:64,0:64``, which Hydra would take for a sweep)."""
+    quoted = []
+    for item in overrides:
+        match = _OVERRIDE.match(item)
+        value = match["value"] if match else ""
+        if match and ("#" in value or _BBOX.match(value)):
+            item = f"{match['key']}='{value}'"
+        quoted.append(item)
+    return quoted
+
+
+def run_command(command: Command, overrides: Sequence[str]) -> None:
+    """Runs one command as a Hydra app with ``overrides`` as its command line."""
+    import hydra
+    from omegaconf import DictConfig
+
+    import ffnops.conf
+    from ffnops.config.store import register_configs
+    from ffnops.errors import FfnopsError
+
+    register_configs()
+    conf_dir = str(Path(ffnops.conf.__file__).parent)
+
+    @hydra.main(version_base="1.3", config_path=conf_dir, config_name=command.name)
+    def app(cfg: DictConfig) -> None:
+        try:
+            command.load()(cfg)
+        except FfnopsError as exc:
+            print(f"ffnops {command.name}: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+
+    search = config_search_path()
+    extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
+    sys.argv = [f"ffnops-{command.name}", *extra, *quote_values(overrides)]
+    app()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return
+    if args[0] in ("-V", "--version"):
+        print(f"ffnops {__version__}")
+        return
+    command = COMMANDS.get(args[0])
+    if command is None:
+        print(f"ffnops: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
+        sys.exit(2)
+    run_command(command, args[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Typed schemas of every config group and their registration with Hydra's ConfigStore."""

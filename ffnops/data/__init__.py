@@ -1,0 +1,1 @@
+"""Data: named volumes (image, labels, mask) and, later, training examples around coordinates."""

@@ -1,0 +1,14 @@
+"""Sample data shipped inside the package (see README.md in this folder for origin and licence)."""
+
+from pathlib import Path
+
+SAMPLE_DIR = Path(__file__).resolve().parent
+
+
+def sample_path(name: str) -> str:
+    """Absolute path of a bundled sample file; raises FileNotFoundError naming what exists."""
+    path = SAMPLE_DIR / name
+    if not path.is_file():
+        present = sorted(p.name for p in SAMPLE_DIR.iterdir() if p.suffix != ".py")
+        raise FileNotFoundError(f"no bundled sample {name!r}; samples: {', '.join(present)}")
+    return str(path)

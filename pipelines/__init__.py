@@ -1,0 +1,1 @@
+"""End-to-end workflows built from ffnops commands (quickstart, the FIB-25 recipe)."""
