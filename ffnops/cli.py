@@ -105,7 +105,7 @@ def run_command(command: Command, overrides: Sequence[str]) -> None:
     import hydra
     from omegaconf import DictConfig
 
-    import ffnops.conf
+    import ffnops.conf  # type: ignore[import-not-found]  # conf/, mapped into the package
     from ffnops.config.store import register_configs
     from ffnops.errors import FfnopsError
 

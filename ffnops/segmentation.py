@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from ffnops.volume import Vec3, VoxelSize
+from ffnops.ffn.geometry import Vec3
+from ffnops.volume import VoxelSize
 
 
 @dataclass(frozen=True)

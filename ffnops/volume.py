@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,28 @@ from ffnops.ffn.geometry import Vec3, as_vec3
 
 VoxelSize = tuple[float, float, float]
 VolumeKind = Literal["image", "segmentation"]
+
+
+def funlib_metadata(
+    attrs: Mapping[str, Any], reverse: bool = False
+) -> tuple[VoxelSize | None, Vec3]:
+    """(voxel size or None, offset in voxels) from ``resolution``/``offset`` attributes (nm).
+
+    The funlib/gunpowder convention, common in connectomics HDF5, zarr and N5 files; ``reverse``
+    for formats that list axes x, y, z (N5).
+    """
+    order = slice(None, None, -1) if reverse else slice(None)
+    resolution = attrs.get("resolution")
+    voxel = None
+    if resolution is not None and len(resolution) == 3:
+        voxel = tuple(float(v) for v in resolution)[order]
+    offset_nm = attrs.get("offset")
+    offset: Vec3 = (0, 0, 0)
+    if offset_nm is not None and len(offset_nm) == 3:
+        scale = voxel or (1.0, 1.0, 1.0)
+        nm = tuple(float(o) for o in offset_nm)[order]
+        offset = as_vec3([round(o / s) for o, s in zip(nm, scale, strict=True)])
+    return voxel, offset  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -96,14 +118,10 @@ class BBox:
         if min(step) < 1:
             raise ValueError(f"block must be positive, got {step}")
         ranges = [range(a, b, s) for a, b, s in zip(self.start, self.stop, step, strict=True)]
+        corners = [(z, y, x) for z in ranges[0] for y in ranges[1] for x in ranges[2]]
         return [
-            BBox(
-                (z, y, x),
-                tuple(min(s, e - o) for o, s, e in zip((z, y, x), step, self.stop, strict=True)),
-            )  # type: ignore[arg-type]
-            for z in ranges[0]
-            for y in ranges[1]
-            for x in ranges[2]
+            BBox(c, as_vec3([min(s, e - o) for o, s, e in zip(c, step, self.stop, strict=True)]))
+            for c in corners
         ]
 
     def __str__(self) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
@@ -19,7 +18,7 @@ from ffnops import hookimpl
 from ffnops.atomic import fresh_partial, publish, remove_path
 from ffnops.errors import VolumeError, VolumeExistsError
 from ffnops.uri import Scheme, VolumeURI
-from ffnops.volume import BBox, Volume, VolumeSpec
+from ffnops.volume import BBox, Volume, VolumeSpec, funlib_metadata
 
 SCHEMES = ("h5", "hdf5")
 _GOOGLE_FORM = re.compile(r"^(?P<path>.+\.(?:h5|hdf5|hdf)):(?P<key>[^:]+)$", re.IGNORECASE)
@@ -67,14 +66,6 @@ def _open_dataset(handle: h5py.File, key: str, uri: str) -> h5py.Dataset:
     return handle[key]
 
 
-def _world_metadata(attrs: Any) -> tuple[tuple[float, ...], tuple[int, ...]]:
-    """(voxel size, offset in voxels) from funlib-style ``resolution``/``offset`` attributes."""
-    resolution = tuple(float(v) for v in attrs.get("resolution", (1.0, 1.0, 1.0)))
-    offset_nm = attrs.get("offset", (0, 0, 0))
-    offset = tuple(int(round(float(o) / r)) for o, r in zip(offset_nm, resolution, strict=False))
-    return resolution, offset
-
-
 class HDF5Volume(Volume):
     """A 3-D HDF5 dataset, read one box at a time with h5py slicing."""
 
@@ -87,14 +78,14 @@ class HDF5Volume(Volume):
         writable: bool,
         publish_to: tuple[Path, Path] | tuple[str, str] | None = None,
     ) -> None:
-        resolution, offset = _world_metadata(dataset.attrs)
+        voxel_size, offset = funlib_metadata(dataset.attrs)
         super().__init__(
             uri,
             dataset.shape,
             dataset.dtype,
             chunks=dataset.chunks,
-            voxel_size=resolution if len(resolution) == 3 else (1.0, 1.0, 1.0),
-            offset=offset if len(offset) == 3 else (0, 0, 0),
+            voxel_size=voxel_size or (1.0, 1.0, 1.0),
+            offset=offset,
             writable=writable,
         )
         self._handle = handle

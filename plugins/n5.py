@@ -20,12 +20,11 @@ from ffnops_plugins.tensorstore_volume import (
     require_local_dataset,
     units_voxel_size,
     update_json,
-    world_metadata,
 )
 
 from ffnops import hookimpl
 from ffnops.uri import Scheme, VolumeURI
-from ffnops.volume import Volume, VolumeSpec
+from ffnops.volume import Volume, VolumeSpec, funlib_metadata
 
 
 def _location(uri: VolumeURI) -> str:
@@ -53,7 +52,7 @@ def ffnops_open_volume(uri: VolumeURI, mode: str) -> Volume | None:
     )
     view = store.T.translate_to[0, 0, 0] if store.rank == 3 else store
     voxel_from_units = units_voxel_size(store)
-    attrs_voxel, offset = world_metadata(read_json(location, "attributes.json"), reverse=True)
+    attrs_voxel, offset = funlib_metadata(read_json(location, "attributes.json"), reverse=True)
     voxel = voxel_from_units[::-1] if voxel_from_units else attrs_voxel
     return TensorStoreVolume(uri.raw, view, voxel_size=voxel, offset=offset, writable=mode == "r+")
 

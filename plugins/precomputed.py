@@ -7,7 +7,7 @@ only single-channel volumes are served.
 
 Writing: images (uint8/float32, ``raw`` encoding) and segmentations (uint32/uint64,
 ``compressed_segmentation``; ``spec.extra["encoding"] = "raw"`` to opt out). On commit the
-lower-resolution scales are built by downsampling ×2 per axis (mean for images, mode for
+lower-resolution scales are built by downsampling by 2 per axis (mean for images, mode for
 segmentations) until the volume fits in one chunk, so neuroglancer opens the result at any zoom.
 """
 

@@ -56,7 +56,7 @@ def open_store(uri: str, spec: dict[str, Any], **kwargs: Any) -> ts.TensorStore:
 
 
 def require_local_dataset(uri: str, location: str, marker_files: tuple[str, ...]) -> Path | None:
-    """Checks a local dataset exists before tensorstore is asked (clearer errors); None if remote."""
+    """Checks a local dataset exists before tensorstore is asked; None for remote ones."""
     if is_remote(location):
         return None
     path = local_path(location)
@@ -90,29 +90,6 @@ def update_json(path: Path, key: str, values: dict[str, Any]) -> None:
     current = json.loads(target.read_text()) if target.exists() else {}
     current.update(values)
     target.write_text(json.dumps(current, indent=1))
-
-
-def world_metadata(
-    attrs: dict[str, Any], reverse: bool = False
-) -> tuple[tuple[float, float, float] | None, tuple[int, int, int]]:
-    """(voxel size or None, offset in voxels) from funlib-style ``resolution``/``offset`` (nm).
-
-    ``reverse`` for formats that list axes x, y, z (N5).
-    """
-    resolution = attrs.get("resolution")
-    offset_nm = attrs.get("offset")
-    order = slice(None, None, -1) if reverse else slice(None)
-    voxel = (
-        tuple(float(v) for v in resolution)[order] if resolution and len(resolution) == 3 else None
-    )
-    if offset_nm and len(offset_nm) == 3:
-        scale = voxel or (1.0, 1.0, 1.0)
-        offset = tuple(
-            int(round(float(o) / s)) for o, s in zip(tuple(offset_nm)[order], scale, strict=True)
-        )
-    else:
-        offset = (0, 0, 0)
-    return voxel, offset  # type: ignore[return-value]
 
 
 def units_voxel_size(store: ts.TensorStore) -> tuple[float, ...] | None:

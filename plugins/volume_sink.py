@@ -28,10 +28,10 @@ def _label_dtype(labels: np.ndarray) -> np.dtype:
 def ffnops_write_segmentation(
     result: SegmentationResult, uri: VolumeURI, overwrite: bool
 ) -> str | None:
-    labels = result.labels
+    labels = result.labels.astype(_label_dtype(result.labels), copy=False)
     spec = VolumeSpec(
         shape=labels.shape,  # type: ignore[arg-type]
-        dtype=_label_dtype(labels).name,
+        dtype=labels.dtype.name,
         voxel_size=result.voxel_size,
         offset=result.offset,
         kind="segmentation",

@@ -21,13 +21,12 @@ from ffnops_plugins.tensorstore_volume import (
     require_local_dataset,
     units_voxel_size,
     update_json,
-    world_metadata,
 )
 
 from ffnops import hookimpl
 from ffnops.errors import VolumeError
 from ffnops.uri import Scheme, VolumeURI
-from ffnops.volume import Volume, VolumeSpec
+from ffnops.volume import Volume, VolumeSpec, funlib_metadata
 
 SCHEMES = ("zarr", "zarr2", "zarr3")
 _DRIVER = {"zarr2": "zarr", "zarr3": "zarr3"}
@@ -75,7 +74,7 @@ def ffnops_open_volume(uri: VolumeURI, mode: str) -> Volume | None:
         attrs = read_json(location, "zarr.json").get("attributes", {})
     else:
         attrs = read_json(location, ".zattrs")
-    voxel, offset = world_metadata(attrs)
+    voxel, offset = funlib_metadata(attrs)
     voxel = voxel or units_voxel_size(store)
     view = store.translate_to[(0,) * store.rank]
     return TensorStoreVolume(uri.raw, view, voxel_size=voxel, offset=offset, writable=mode == "r+")

@@ -1,4 +1,4 @@
-"""``ffnops info uri=URI``: a volume's metadata, read without loading voxels (``stats=true`` reads)."""
+"""``ffnops info uri=URI``: a volume's metadata, no voxels read (``stats=true`` reads them)."""
 
 from __future__ import annotations
 

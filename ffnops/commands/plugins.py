@@ -1,4 +1,4 @@
-"""``ffnops plugins``: what is installed, from which distribution, serving which hooks and schemes."""
+"""``ffnops plugins``: what is installed, from which distribution, with which hooks and schemes."""
 
 from __future__ import annotations
 

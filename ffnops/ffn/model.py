@@ -1,7 +1,7 @@
 """ConvStack3DFFNModel: Google's FFN network (FFN_SPEC section 5), in PyTorch.
 
 Input is ``(B, 2, z, y, x)``: channel 0 the normalised image, channel 1 the current object-mask
-logits ("seed"). Output is the updated logits ``seed + update`` over the whole FOV, ``(B, 1, z, y, x)``.
+logits ("seed"). Output: the updated logits ``seed + update`` over the whole FOV, (B, 1, z, y, x).
 All convolutions are 3x3x3 with zero padding 1 except the final 1x1x1, as in the reference; layer
 names follow its variables (``conv0_a``, ``conv{i}_a``/``_b``, ``conv_lom``) so checkpoints map 1:1.
 """
@@ -25,7 +25,8 @@ class ResidualModule(nn.Module):
         self.conv_b = nn.Conv3d(features, features, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv_b(torch.relu(self.conv_a(torch.relu(x))))
+        out: torch.Tensor = x + self.conv_b(torch.relu(self.conv_a(torch.relu(x))))
+        return out
 
 
 class ConvStack3DFFNModel(nn.Module):
