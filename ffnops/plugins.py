@@ -72,6 +72,26 @@ def _register(pm: pluggy.PluginManager, record: PluginRecord, module: ModuleType
         record.error = _error_text(exc)
 
 
+def inspect_plugin(pm: pluggy.PluginManager, record: PluginRecord) -> None:
+    """Fills in a registered plugin's hooks and schemes; unregisters it if it is unusable."""
+    plugin = pm.get_plugin(record.name)
+    if plugin is None:
+        return
+    callers = pm.get_hookcallers(plugin) or []
+    record.hooks = sorted(caller.name for caller in callers)
+    unknown = [caller.name for caller in callers if caller.spec is None]
+    if unknown:  # most likely a typo in a hook name: say so rather than never calling it
+        record.error = f"implements unknown hook(s) {', '.join(unknown)}; see ffnops/hookspecs.py"
+        pm.unregister(plugin)
+        return
+    if hasattr(plugin, "ffnops_schemes"):
+        try:
+            record.schemes = [s.name for s in plugin.ffnops_schemes()]
+        except Exception as exc:
+            record.error = f"ffnops_schemes failed: {_error_text(exc)}"
+            pm.unregister(plugin)
+
+
 def build_plugin_manager(load_entry_points: bool = True) -> Plugins:
     """Registers the built-ins and every ``ffnops`` entry point; never raises for a bad plugin."""
     pm = pluggy.PluginManager("ffnops")
@@ -109,16 +129,8 @@ def build_plugin_manager(load_entry_points: bool = True) -> Plugins:
         except Exception as exc:
             record.error = _error_text(exc)
 
-    for name, record in records.items():
-        plugin = pm.get_plugin(name)
-        if plugin is None:
-            continue
-        record.hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
-        if hasattr(plugin, "ffnops_schemes"):
-            try:
-                record.schemes = [s.name for s in plugin.ffnops_schemes()]
-            except Exception as exc:
-                record.error = f"ffnops_schemes failed: {_error_text(exc)}"
+    for record in records.values():
+        inspect_plugin(pm, record)
 
     if os.environ.get(TRACE_ENV, "") not in ("", "0", "false"):
         pm.trace.root.setwriter(sys.stderr.write)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -23,7 +24,7 @@ from typing import Any, Literal, Self
 import numpy as np
 import numpy.typing as npt
 
-from ffnops.errors import VolumeError
+from ffnops.errors import FfnopsError, VolumeError
 from ffnops.ffn.geometry import Vec3, as_vec3
 
 VoxelSize = tuple[float, float, float]
@@ -157,11 +158,17 @@ class VolumeSpec:
         return tuple(max(1, min(default, n)) for n in self.shape)  # type: ignore[return-value]
 
 
-class Volume(ABC):
-    """A lazy 3-D array on disk or over HTTP. Subclasses implement ``_read``/``_write``.
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
-    Attributes are read from the format's metadata when the volume is opened; no voxels are
-    read until :meth:`read` is called.
+
+class Volume(ABC):
+    """A lazy 3-D array on disk or over HTTP.
+
+    Plugins implement ``_read`` (and ``_write``), plus ``_commit``/``_abort``/``_release`` for
+    their files; the base class checks boxes, dtypes and the open/closed life cycle, and turns a
+    format library's exceptions into a :class:`VolumeError` naming the volume. Attributes come
+    from the format's metadata when the volume is opened; no voxels are read until :meth:`read`.
     """
 
     def __init__(
@@ -194,11 +201,18 @@ class Volume(ABC):
     def read(self, bbox: BBox | None = None) -> npt.NDArray[np.generic]:
         """Reads ``bbox`` (the whole volume if None) into a numpy array of shape ``bbox.size``."""
         box = bbox if bbox is not None else BBox.from_shape(self.shape)
+        self._check_open()
         self._check_inside(box)
-        return self._read(box)
+        try:
+            return self._read(box)
+        except FfnopsError:
+            raise
+        except Exception as exc:  # a format library's own error: name the volume and box
+            raise VolumeError(f"{self.uri}: reading [{box}] failed: {_describe(exc)}") from exc
 
     def write(self, start: BBox | Sequence[int], data: npt.ArrayLike) -> None:
         """Writes ``data`` with its first voxel at ``start`` (a (z, y, x) corner or a BBox)."""
+        self._check_open()
         if not self.writable:
             raise VolumeError(f"{self.uri}: opened read-only; open it for writing to change it")
         array = np.asarray(data)
@@ -215,13 +229,22 @@ class Volume(ABC):
             raise VolumeError(
                 f"{self.uri}: cannot store {array.dtype} data in a {self.dtype} volume"
             )
-        self._write(box, array.astype(self.dtype, copy=False))
+        try:
+            self._write(box, array.astype(self.dtype, copy=False))
+        except FfnopsError:
+            raise
+        except Exception as exc:
+            raise VolumeError(f"{self.uri}: writing [{box}] failed: {_describe(exc)}") from exc
 
     def __getitem__(self, key: tuple[slice, slice, slice]) -> npt.NDArray[np.generic]:
         """``volume[z0:z1, y0:y1, x0:x1]`` reads that box."""
         if not isinstance(key, tuple) or not all(isinstance(k, slice) for k in key):
             raise TypeError("index a volume with three slices, e.g. vol[0:64, 0:64, 0:64]")
         return self.read(BBox.from_slices(key, self.shape))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise VolumeError(f"{self.uri}: the volume is closed; open it again to use it")
 
     def _check_inside(self, box: BBox) -> None:
         if not box.inside(self.shape):
@@ -240,16 +263,42 @@ class Volume(ABC):
     # ---- life cycle ----------------------------------------------------------------------------
 
     def commit(self) -> None:
-        """Makes written data visible under the final name. A no-op for volumes opened in place."""
-        self.close()
+        """Publishes a created volume under its final name and closes it; safe to call twice.
+
+        For a volume opened from an existing one this only releases its handles.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._commit()
+        except BaseException:
+            with suppress(Exception):
+                self._abort()
+            raise
 
     def abort(self) -> None:
-        """Discards what a volume created for writing has written so far."""
-        self.close()
+        """Discards what a created volume has written (nothing is published) and closes it."""
+        if self._closed:
+            return
+        self._closed = True
+        self._abort()
 
     def close(self) -> None:
-        """Releases file handles. Reading a closed volume is an error."""
-        self._closed = True
+        """Closes the volume; a created volume is committed (as leaving a ``with`` block does)."""
+        self.commit()
+
+    # Plugins override these three; the public methods above keep the life-cycle rules.
+    def _commit(self) -> None:
+        """Makes written data visible under the final name, then releases handles."""
+        self._release()
+
+    def _abort(self) -> None:
+        """Removes partial output, then releases handles."""
+        self._release()
+
+    def _release(self) -> None:  # noqa: B027 - optional: not every format holds a handle
+        """Closes file handles."""
 
     def __enter__(self) -> Self:
         return self

@@ -99,38 +99,27 @@ class HDF5Volume(Volume):
     def _write(self, box: BBox, data: np.ndarray) -> None:
         self._dataset[box.slices] = data
 
-    def commit(self) -> None:
-        if self._closed:
-            return
+    def _commit(self) -> None:
         target = self._publish_to
-        if isinstance(target, tuple) and isinstance(target[0], str):
+        if target is not None and isinstance(target[0], str):
             tmp_key, final_key = target
             if final_key in self._handle:
                 del self._handle[final_key]
             self._handle.move(tmp_key, final_key)
         self._handle.close()
-        if isinstance(target, tuple) and isinstance(target[0], Path):
+        if target is not None and isinstance(target[0], Path):
             publish(target[0], target[1])
-        super().close()
 
-    def abort(self) -> None:
-        if self._closed:
-            return
+    def _abort(self) -> None:
         target = self._publish_to
-        if isinstance(target, tuple) and isinstance(target[0], str):
+        if target is not None and isinstance(target[0], str) and self._handle:
             del self._handle[target[0]]
         self._handle.close()
-        if isinstance(target, tuple) and isinstance(target[0], Path):
+        if target is not None and isinstance(target[0], Path):
             remove_path(target[0])
-        super().close()
 
-    def close(self) -> None:
-        if self._publish_to is not None:
-            self.commit()
-            return
-        if not self._closed:
-            self._handle.close()
-        super().close()
+    def _release(self) -> None:
+        self._handle.close()
 
 
 @hookimpl

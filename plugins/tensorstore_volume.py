@@ -143,33 +143,24 @@ class TensorStoreVolume(Volume):
     def _read(self, box: BBox) -> np.ndarray:
         try:
             return self._view[box.slices].read().result()  # type: ignore[no-any-return]
-        except (ValueError, RuntimeError) as exc:
+        except ValueError as exc:
             raise ts_error(self.uri, exc) from None
 
     def _write(self, box: BBox, data: np.ndarray) -> None:
         try:
             self._view[box.slices].write(data).result()
-        except (ValueError, RuntimeError) as exc:
+        except ValueError as exc:
             raise ts_error(self.uri, exc) from None
 
-    def commit(self) -> None:
-        if self._closed:
-            return
+    def _commit(self) -> None:
         if self._on_commit is not None:
             self._on_commit(self._view)
         if self._publish_to is not None:
             publish(*self._publish_to)
-        super().close()
 
-    def abort(self) -> None:
-        if self._closed:
-            return
+    def _abort(self) -> None:
         if self._publish_to is not None:
             remove_path(self._publish_to[0])
-        super().close()
-
-    def close(self) -> None:
-        self.commit()
 
 
 def prepare_local_output(

@@ -49,5 +49,5 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass

@@ -40,7 +40,7 @@ def test_missing_dataset_key_lists_keys_present(tmp_path: Path) -> None:
         VolumeError, match=r"no dataset 'stack'.*datasets present: labels/neurons, raw"
     ):
         open_volume(f"h5://{tmp_path}/v.h5#stack")
-    with pytest.raises(VolumeError, match="no dataset given.*datasets present"):
+    with pytest.raises(VolumeError, match=r"no dataset given.*datasets present"):
         open_volume(f"h5://{tmp_path}/v.h5")
 
 
@@ -52,7 +52,7 @@ def test_not_an_hdf5_file(tmp_path: Path) -> None:
 
 def test_directory_that_is_not_a_dataset(tmp_path: Path) -> None:
     (tmp_path / "c.n5").mkdir()
-    with pytest.raises(VolumeError, match="holds no attributes.json"):
+    with pytest.raises(VolumeError, match=r"holds no attributes\.json"):
         open_volume(f"n5://{tmp_path}/c.n5")
 
 

@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Iterator
 from pathlib import Path
 
+import ffnops.conf
 import hydra
 import pytest
 import torch
@@ -13,7 +14,6 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
-import ffnops.conf
 from ffnops.cli import COMMANDS
 from ffnops.config.store import GROUP_SCHEMAS, register_configs
 

@@ -3,6 +3,7 @@ written by the library and read by ffnops, with voxel size and offset kept."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def test_precomputed_image_written_by_ffnops_is_multiscale(
     resolutions = [s["resolution"] for s in info["scales"]]
     assert resolutions[0] == list(VOXEL[::-1])
     assert len(resolutions) >= 3
-    for finer, coarser in zip(resolutions, resolutions[1:]):
+    for finer, coarser in itertools.pairwise(resolutions):
         assert all(c in (f, 2 * f) for f, c in zip(finer, coarser)) and coarser != finer
     assert info["scales"][0]["voxel_offset"] == list(OFFSET[::-1])
     store = ts.open(

@@ -12,7 +12,7 @@ import numpy as np
 
 import ffnops.hookspecs
 from ffnops import hookimpl
-from ffnops.plugins import BUILTIN_PLUGINS, build_plugin_manager
+from ffnops.plugins import BUILTIN_PLUGINS, PluginRecord, build_plugin_manager, inspect_plugin
 from ffnops.segmentation import SegmentationResult
 from ffnops.uri import Scheme, VolumeURI
 from ffnops.volume import BBox, Volume
@@ -88,3 +88,18 @@ def test_plugin_answers_none_for_other_schemes() -> None:
 
     assert hdf5.ffnops_open_volume(uri=VolumeURI.parse("zarr:///x"), mode="r") is None
     assert hdf5.ffnops_open_volume(uri=VolumeURI.parse("/data/x.zarr"), mode="r") is None
+
+
+def test_a_misspelt_hook_marks_the_plugin_broken() -> None:
+    class Typo:
+        @hookimpl
+        def ffnops_open_volum(self, uri: VolumeURI, mode: str) -> None:  # the typo under test
+            return None
+
+    plugins = build_plugin_manager()
+    plugins.manager.register(Typo(), name="typo")
+    record = PluginRecord("typo", "typo_module")
+    inspect_plugin(plugins.manager, record)
+    assert record.broken
+    assert "unknown hook(s) ffnops_open_volum" in record.error
+    assert plugins.manager.get_plugin("typo") is None

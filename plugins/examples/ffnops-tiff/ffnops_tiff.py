@@ -141,8 +141,6 @@ class TiffVolume(Volume):
     """A read-only stack of 2-D pages; subclasses say how to get page ``z``."""
 
     def _read(self, box: BBox) -> np.ndarray:
-        if self._closed:
-            raise VolumeError(f"{self.uri}: the volume is closed; open it again to read")
         (z0, y0, x0), (z1, y1, x1) = box.start, box.stop
         out = np.empty(box.size, dtype=self.dtype)
         for z in range(z0, z1):  # only the pages asked for are decoded
@@ -203,10 +201,8 @@ class TiffStackVolume(TiffVolume):
                 self._pid = os.getpid()
             return _decode(self._tif.pages[z], f"page {z} of {self._path}", self.uri)
 
-    def close(self) -> None:
-        if not self._closed:
-            self._tif.close()
-        super().close()
+    def _release(self) -> None:
+        self._tif.close()
 
 
 class TiffDirectoryVolume(TiffVolume):
@@ -219,7 +215,11 @@ class TiffDirectoryVolume(TiffVolume):
             voxel_size = _voxel_size(tif)
         (height, width), dtype = self._layout
         super().__init__(
-            uri, (len(files), height, width), dtype, chunks=(1, height, width), voxel_size=voxel_size
+            uri,
+            (len(files), height, width),
+            dtype,
+            chunks=(1, height, width),
+            voxel_size=voxel_size,
         )
 
     @staticmethod
@@ -275,16 +275,12 @@ class TiffWriterVolume(Volume):
         )
         self._final = final
         # np.zeros asks the OS for zeroed pages: memory is used only where data is written.
-        self._data: np.ndarray | None = np.zeros(spec.shape, dtype=spec.dtype)
+        self._data = np.zeros(spec.shape, dtype=spec.dtype)
 
     def _read(self, box: BBox) -> np.ndarray:
-        if self._data is None:
-            raise VolumeError(f"{self.uri}: the volume is closed; open it again to read")
         return self._data[box.slices].copy()
 
     def _write(self, box: BBox, data: np.ndarray) -> None:
-        if self._data is None:
-            raise VolumeError(f"{self.uri}: the volume is closed; create it again to write")
         self._data[box.slices] = data
 
     def _write_tiff(self, tmp: Path, data: np.ndarray) -> None:
@@ -304,9 +300,8 @@ class TiffWriterVolume(Volume):
                 metadata={"axes": "ZYX", "voxel_size": [z, y, x]},
             )
 
-    def commit(self) -> None:
-        if self._closed or self._data is None:
-            return
+    def _commit(self) -> None:
+        # The base class makes this run once, and aborts if it raises.
         tmp = fresh_partial(self._final)
         try:
             self._write_tiff(tmp, self._data)
@@ -314,15 +309,9 @@ class TiffWriterVolume(Volume):
             remove_path(tmp)
             raise VolumeError(f"{self.uri}: could not write {self._final} ({exc})") from None
         publish(tmp, self._final)
-        self._data = None
-        super().close()
 
-    def abort(self) -> None:
-        self._data = None
-        super().close()
-
-    def close(self) -> None:  # as the built-in formats do: closing a new volume publishes it
-        self.commit()
+    def _release(self) -> None:
+        self._data = np.zeros((0, 0, 0), dtype=self.dtype)  # free the memory
 
 
 # ---- hooks ---------------------------------------------------------------------------------------
