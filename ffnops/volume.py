@@ -61,8 +61,11 @@ class BBox:
     size: Vec3
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "start", as_vec3(self.start, "bbox start"))
-        object.__setattr__(self, "size", as_vec3(self.size, "bbox size"))
+        # Boxes are made for every read: skip the conversion when given plain 3-tuples already.
+        if type(self.start) is not tuple or len(self.start) != 3:
+            object.__setattr__(self, "start", as_vec3(self.start, "bbox start"))
+        if type(self.size) is not tuple or len(self.size) != 3:
+            object.__setattr__(self, "size", as_vec3(self.size, "bbox size"))
         if min(self.size) < 0:
             raise ValueError(f"bbox size must not be negative, got {self.size}")
 
@@ -100,18 +103,21 @@ class BBox:
 
     @property
     def stop(self) -> Vec3:
-        return tuple(a + n for a, n in zip(self.start, self.size, strict=True))  # type: ignore[return-value]
+        (z, y, x), (dz, dy, dx) = self.start, self.size
+        return (z + dz, y + dy, x + dx)
 
     @property
     def slices(self) -> tuple[slice, slice, slice]:
-        return tuple(slice(a, b) for a, b in zip(self.start, self.stop, strict=True))  # type: ignore[return-value]
+        (z0, y0, x0), (z1, y1, x1) = self.start, self.stop
+        return (slice(z0, z1), slice(y0, y1), slice(x0, x1))
 
     @property
     def num_voxels(self) -> int:
         return int(np.prod(self.size))
 
     def inside(self, shape: Sequence[int]) -> bool:
-        return all(a >= 0 and b <= n for a, b, n in zip(self.start, self.stop, shape, strict=True))
+        (z0, y0, x0), (z1, y1, x1) = self.start, self.stop
+        return min(z0, y0, x0) >= 0 and z1 <= shape[0] and y1 <= shape[1] and x1 <= shape[2]
 
     def blocks(self, block: Sequence[int]) -> list[BBox]:
         """Tiles this box with boxes of shape ``block`` (smaller at the far edges), C order."""
