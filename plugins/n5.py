@@ -12,6 +12,7 @@ from typing import Any
 
 from ffnops_plugins.tensorstore_volume import (
     TensorStoreVolume,
+    dataset_location,
     kvstore_url,
     open_store,
     prepare_local_output,
@@ -27,10 +28,6 @@ from ffnops.uri import Scheme, VolumeURI
 from ffnops.volume import Volume, VolumeSpec, funlib_metadata
 
 
-def _location(uri: VolumeURI) -> str:
-    return f"{uri.path.rstrip('/')}/{uri.fragment.strip('/')}" if uri.fragment else uri.path
-
-
 @hookimpl
 def ffnops_schemes() -> list[Scheme]:
     return [
@@ -42,7 +39,7 @@ def ffnops_schemes() -> list[Scheme]:
 def ffnops_open_volume(uri: VolumeURI, mode: str) -> Volume | None:
     if uri.scheme != "n5":
         return None
-    location = _location(uri)
+    location = dataset_location(uri)
     require_local_dataset(uri.raw, location, ("attributes.json",))
     store = open_store(
         uri.raw,
@@ -61,7 +58,7 @@ def ffnops_open_volume(uri: VolumeURI, mode: str) -> Volume | None:
 def ffnops_create_volume(uri: VolumeURI, spec: VolumeSpec, overwrite: bool) -> Volume | None:
     if uri.scheme != "n5":
         return None
-    tmp, final = prepare_local_output(uri.raw, _location(uri), spec, overwrite, "N5")
+    tmp, final = prepare_local_output(uri.raw, dataset_location(uri), spec, overwrite, "N5")
     metadata: dict[str, Any] = {
         "dimensions": list(spec.shape[::-1]),
         "blockSize": list(spec.chunks_or(64)[::-1]),

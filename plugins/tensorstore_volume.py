@@ -18,6 +18,7 @@ import tensorstore as ts
 
 from ffnops.atomic import fresh_partial, publish, refuse_existing, remove_path
 from ffnops.errors import VolumeError
+from ffnops.uri import VolumeURI
 from ffnops.volume import BBox, Volume, VolumeSpec
 
 _REMOTE = re.compile(r"^(https?|gs|s3)://", re.IGNORECASE)
@@ -32,6 +33,11 @@ def local_path(location: str) -> Path:
     if location.startswith("file://"):
         location = location[len("file://") :]
     return Path(location).expanduser()
+
+
+def dataset_location(uri: VolumeURI) -> str:
+    """The dataset's path: ``scheme://container#dataset`` joins to ``container/dataset``."""
+    return f"{uri.path.rstrip('/')}/{uri.fragment.strip('/')}" if uri.fragment else uri.path
 
 
 def kvstore_url(location: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from ffnops_plugins.tensorstore_volume import (
     TensorStoreVolume,
+    dataset_location,
     kvstore_url,
     open_store,
     prepare_local_output,
@@ -30,10 +31,6 @@ from ffnops.volume import Volume, VolumeSpec, funlib_metadata
 
 SCHEMES = ("zarr", "zarr2", "zarr3")
 _DRIVER = {"zarr2": "zarr", "zarr3": "zarr3"}
-
-
-def _location(uri: VolumeURI) -> str:
-    return f"{uri.path.rstrip('/')}/{uri.fragment.strip('/')}" if uri.fragment else uri.path
 
 
 def _detect_version(uri: VolumeURI, location: str) -> str:
@@ -61,7 +58,7 @@ def ffnops_schemes() -> list[Scheme]:
 def ffnops_open_volume(uri: VolumeURI, mode: str) -> Volume | None:
     if uri.scheme not in SCHEMES:
         return None
-    location = _location(uri)
+    location = dataset_location(uri)
     require_local_dataset(uri.raw, location, ("zarr.json", ".zarray"))
     version = _detect_version(uri, location)
     store = open_store(
@@ -85,7 +82,7 @@ def ffnops_create_volume(uri: VolumeURI, spec: VolumeSpec, overwrite: bool) -> V
     if uri.scheme not in SCHEMES:
         return None
     version = "zarr3" if uri.scheme == "zarr" else uri.scheme
-    tmp, final = prepare_local_output(uri.raw, _location(uri), spec, overwrite, "zarr")
+    tmp, final = prepare_local_output(uri.raw, dataset_location(uri), spec, overwrite, "zarr")
     offset_nm = [o * v for o, v in zip(spec.offset, spec.voxel_size, strict=True)]
     attrs = {"resolution": list(spec.voxel_size), "offset": offset_nm}
     chunks = list(spec.chunks_or(64))
