@@ -20,6 +20,9 @@ from pathlib import Path
 from ffnops import __version__
 
 CONFIG_PATH_ENV = "FFNOPS_CONFIG_PATH"
+# Set while a command runs, so processes that re-run this program with only the overrides
+# (Lightning's DDP launcher starts one per extra device) know which command they are.
+COMMAND_ENV = "FFNOPS_COMMAND"
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,21 @@ COMMANDS: dict[str, Command] = {
             "info",
             "Describe a volume (shape, dtype, chunks, voxel size) by URI.",
             "ffnops.commands.info:run",
+        ),
+        Command(
+            "partitions",
+            "Label each voxel by how inside its object it is (Google's compute_partitions).",
+            "ffnops.commands.partitions:run",
+        ),
+        Command(
+            "coordinates",
+            "Sample training coordinates balanced over partitions (build_coordinates).",
+            "ffnops.commands.coordinates:run",
+        ),
+        Command(
+            "train",
+            "Train an FFN with a moving FOV (Lightning), tracked and registered in MLflow.",
+            "ffnops.commands.train:run",
         ),
         Command(
             "convert",
@@ -122,7 +140,8 @@ def run_command(command: Command, overrides: Sequence[str]) -> None:
 
     search = config_search_path()
     extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
-    sys.argv = [f"ffnops-{command.name}", *extra, *quote_values(overrides)]
+    os.environ[COMMAND_ENV] = command.name
+    sys.argv = [sys.argv[0], *extra, *quote_values(overrides)]
     app()
 
 
@@ -135,6 +154,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"ffnops {__version__}")
         return
     command = COMMANDS.get(args[0])
+    if command is None and os.environ.get(COMMAND_ENV) in COMMANDS:
+        command = COMMANDS[os.environ[COMMAND_ENV]]  # a re-launched worker: all args are overrides
+        args = ["", *args]
     if command is None:
         print(f"ffnops: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)

@@ -15,7 +15,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
 from ffnops.cli import COMMANDS
-from ffnops.config.store import GROUP_SCHEMAS, register_configs
+from ffnops.config.store import GROUP_SCHEMAS, OPTION_SCHEMAS, register_configs
 
 CONF_DIR = Path(ffnops.conf.__file__).parent
 GROUP_FILES = sorted(
@@ -37,22 +37,25 @@ def test_every_group_has_configs() -> None:
 
 @pytest.mark.parametrize("name", GROUP_FILES)
 def test_group_config_composes_and_instantiates(name: str) -> None:
-    group = name.split("/")[0]
+    group, option = name.split("/")
     cfg = compose(config_name=name)
     node = cfg[group]
-    assert OmegaConf.get_type(node) is GROUP_SCHEMAS[group]  # typed by its schema
+    schema = OPTION_SCHEMAS.get(f"{group}_{option}", GROUP_SCHEMAS[group])
+    assert OmegaConf.get_type(node) is schema  # typed by its schema
     if "_target_" not in node:
         obj = OmegaConf.to_object(node)
         assert isinstance(obj, GROUP_SCHEMAS[group])
         return
     target = hydra.utils.get_class(node._target_)
     accepted = set(inspect.signature(target.__init__).parameters)
-    unknown = set(node) - accepted - {"_target_"}
+    unknown = set(node) - accepted - {"_target_", "_partial_"}
     assert not unknown, f"{name}: {target.__name__} takes no {sorted(unknown)}"
     needs_gpu = node.get("accelerator") == "gpu"
     if needs_gpu and not torch.cuda.is_available():
         pytest.skip(f"{name} needs a GPU to instantiate (its keys were checked)")
     built = hydra.utils.instantiate(node, **({"logger": False} if group == "trainer" else {}))
+    if node.get("_partial_"):  # e.g. an optimiser, completed by the command with parameters
+        built = built(torch.nn.Linear(2, 1).parameters())
     assert isinstance(built, target)
 
 

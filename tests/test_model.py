@@ -16,9 +16,9 @@ def test_forward_adds_the_update_to_the_seed() -> None:
     torch.manual_seed(0)
     model = ConvStack3DFFNModel(fov_size=9, deltas=2, depth=2, features=4)
     image, seed = torch.randn(2, 1, 9, 9, 9), torch.randn(2, 1, 9, 9, 9)
-    logits = model(image, seed)
+    logits = model(torch.cat([image, seed], 1))
     assert logits.shape == (2, 1, 9, 9, 9)
     with torch.no_grad():
         model.conv_lom.weight.zero_()
         model.conv_lom.bias.fill_(0.5)
-    torch.testing.assert_close(model(image, seed), seed + 0.5)
+    torch.testing.assert_close(model(torch.cat([image, seed], 1)), seed + 0.5)

@@ -43,6 +43,31 @@ class TrainerConfig:
     enable_checkpointing: bool = True
     deterministic: Any = False
     default_root_dir: str | None = None
+    gradient_clip_val: float | None = 0.7
+    gradient_clip_algorithm: str = "value"
+
+
+@dataclass
+class SGDConfig:
+    """``optimizer/sgd``: the reference's plain SGD (lr 1e-3, no momentum)."""
+
+    _target_: str = "torch.optim.SGD"
+    _partial_: bool = True
+    lr: float = 0.001
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+
+@dataclass
+class AdamConfig:
+    """``optimizer/adam``: Adam with the reference's beta/epsilon."""
+
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = 0.001
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
 
 
 @dataclass
@@ -107,3 +132,84 @@ class ConvertCommand:
     block: list[int] = field(default_factory=lambda: [128, 256, 256])
     overwrite: bool = False
     paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+@dataclass
+class PartitionsCommand:
+    """``ffnops partitions labels=URI output=URI``: FFN_SPEC section 1."""
+
+    labels: str = MISSING
+    output: str = MISSING
+    thresholds: list[float] = field(
+        default_factory=lambda: [0.025, 0.05, 0.075, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    )
+    lom_radius: list[int] = field(default_factory=lambda: [24, 24, 24])
+    min_size: int = 10000
+    mask: str | None = None
+    id_whitelist: list[int] | None = None
+    bbox: str | None = None
+    overwrite: bool = False
+
+
+@dataclass
+class CoordinatesCommand:
+    """``ffnops coordinates volumes=[name:URI,...] output=FILE``: FFN_SPEC section 2."""
+
+    volumes: list[str] = MISSING
+    output: str = MISSING
+    margin: list[int] = field(default_factory=lambda: [24, 24, 24])
+    seed: int = 0
+    max_per_partition: int | None = None
+    overwrite: bool = False
+
+
+@dataclass
+class TrainingSettings:
+    """How FOVs move during training and what is logged (FFN_SPEC sections 3-5)."""
+
+    fov_policy: str = "fixed"
+    fov_moves: int = 1
+    shuffle_moves: bool = True
+    threshold: float = 0.9
+    seed_pad: float = 0.05
+    batch_size: int = 4
+    checkpoint_every_n_steps: int = 500
+    log_images_every_n_steps: int = 500
+    channels_last: bool = False
+
+
+@dataclass
+class AugmentationConfig:
+    """Axes (0 = z, 1 = y, 2 = x) permuted among themselves / reflected, as the reference."""
+
+    enabled: bool = True
+    permutable_axes: list[int] = field(default_factory=lambda: [1, 2])
+    reflectable_axes: list[int] = field(default_factory=lambda: [0, 1, 2])
+
+
+@dataclass
+class TrainData:
+    """Coordinates, the volumes they name, validation hold-out, loader workers."""
+
+    coordinates: str = MISSING
+    volumes: dict[str, Any] = field(default_factory=dict)
+    val_coordinates: str | None = None
+    val_fraction: float = 0.02
+    max_val_examples: int = 64
+    num_workers: int = 1
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+
+
+@dataclass
+class TrainCommand:
+    """``ffnops train data.coordinates=FILE``: FOV-moving training, tracked in MLflow."""
+
+    data: TrainData = field(default_factory=TrainData)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 0
+    resume: str | None = None

@@ -18,12 +18,22 @@ GROUP_SCHEMAS: dict[str, type] = {
     "inference": InferenceOptions,
     "executor": schemas.ExecutorConfig,
     "paths": schemas.PathsConfig,
+    "optimizer": schemas.SGDConfig,
+}
+
+# Groups whose options have different schemas: option name -> schema.
+OPTION_SCHEMAS: dict[str, type] = {
+    "optimizer_sgd": schemas.SGDConfig,
+    "optimizer_adam": schemas.AdamConfig,
 }
 
 COMMAND_SCHEMAS: dict[str, type] = {
     "plugins": schemas.PluginsCommand,
     "info": schemas.InfoCommand,
     "convert": schemas.ConvertCommand,
+    "partitions": schemas.PartitionsCommand,
+    "coordinates": schemas.CoordinatesCommand,
+    "train": schemas.TrainCommand,
 }
 
 
@@ -32,6 +42,8 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     for group, node in GROUP_SCHEMAS.items():
         store.store(group="schema", name=group, node=node)
+    for name, node in OPTION_SCHEMAS.items():
+        store.store(group="schema", name=name, node=node)
     for name, node in COMMAND_SCHEMAS.items():
         store.store(group="schema/command", name=name, node=node)
     OmegaConf.register_new_resolver("ffnops.sample", sample_path, replace=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING
 
+from ffnops.errors import FfnopsError
 from ffnops.volume import BBox, Volume
 from ffnops.volumes import open_volume
 
@@ -34,7 +35,7 @@ class Dataset:
 
     def open_labels(self) -> Volume:
         if self.labels is None:
-            raise ValueError(f"dataset {self.name!r} has no labels (dataset.labels is null)")
+            raise FfnopsError(f"dataset {self.name!r} has no labels (dataset.labels is null)")
         return open_volume(self.labels, dtypes=LABEL_DTYPES)
 
     def region(self) -> BBox | None:

@@ -1,7 +1,8 @@
 """ConvStack3DFFNModel: Google's FFN network (FFN_SPEC section 5), in PyTorch.
 
-Input is ``(B, 2, z, y, x)``: channel 0 the normalised image, channel 1 the current object-mask
-logits ("seed"). Output: the updated logits ``seed + update`` over the whole FOV, (B, 1, z, y, x).
+Input is one tensor ``(B, 2, z, y, x)``, as the reference concatenates it: channel 0 the normalised
+image, channel 1 the current object-mask logits ("seed"). Output: the updated logits
+``seed + update`` over the whole FOV, ``(B, 1, z, y, x)``.
 All convolutions are 3x3x3 with zero padding 1 except the final 1x1x1, as in the reference; layer
 names follow its variables (``conv0_a``, ``conv{i}_a``/``_b``, ``conv_lom``) so checkpoints map 1:1.
 """
@@ -67,9 +68,10 @@ class ConvStack3DFFNModel(nn.Module):
                 nn.init.xavier_uniform_(module.weight)
                 nn.init.zeros_(module.bias)  # type: ignore[arg-type]
 
-    def forward(self, image: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
-        """Returns new logits ``seed + update`` for a batch of FOVs, each ``(B, 1, z, y, x)``."""
-        x = self.conv0_b(torch.relu(self.conv0_a(torch.cat([image, seed], dim=1))))
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """New logits ``seed + update`` (B, 1, z, y, x) for inputs (B, 2, z, y, x) = image, seed."""
+        seed = inputs[:, 1:2]
+        x = self.conv0_b(torch.relu(self.conv0_a(inputs)))
         for module in self.residual:
             x = module(x)
         update: torch.Tensor = self.conv_lom(torch.relu(x))

@@ -1,0 +1,168 @@
+"""``ffnops train``: FOV-moving FFN training with Lightning, tracked and registered in MLflow.
+
+The recipe: instantiate model, optimiser, data and trainer from the config; fit; register the
+network with the settings inference needs. Checkpoints go to ``<run dir>/checkpoints``; after a
+kill, ``ffnops train resume=<run dir>`` (or ``resume=latest``) continues from ``last.ckpt`` with the
+same global step, in the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from ffnops.data.dataset import Dataset
+from ffnops.data.examples import Augmentation
+from ffnops.errors import FfnopsError
+from ffnops.ffn.model import ConvStack3DFFNModel
+from ffnops.ffn.training_moves import TrainingGeometry
+from ffnops.tracking.mlflow_tracking import log_config, make_logger, register_model
+from ffnops.tracking.pictures import PicturesCallback
+from ffnops.training.datamodule import FFNDataModule
+from ffnops.training.module import FFNTrainingModule
+from ffnops.training.progress import StepProgressBar
+
+RUN_FILE = "ffnops_run.json"
+
+
+def run_directory(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
+    """(directory for checkpoints, what a previous run there recorded) — fresh or resumed."""
+    if not cfg.resume:
+        return Path(HydraConfig.get().runtime.output_dir), {}
+    if cfg.resume == "latest":
+        runs = sorted(Path(cfg.paths.output_dir, "train").glob(f"*/{RUN_FILE}"))
+        if not runs:
+            raise FfnopsError(f"resume=latest: no run under {cfg.paths.output_dir}/train")
+        directory = runs[-1].parent
+    else:
+        directory = Path(cfg.resume)
+    record = directory / RUN_FILE
+    if not record.is_file():
+        raise FfnopsError(f"resume={cfg.resume}: {record} not found; is it an ffnops train run?")
+    return directory, json.loads(record.read_text())
+
+
+def settings_for_inference(
+    cfg: DictConfig, model: ConvStack3DFFNModel, volume: Dataset
+) -> dict[str, Any]:
+    """What a registered model version must carry for ``ffnops infer`` to use it alone."""
+    return {
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "fov_size": list(model.fov_size),
+        "deltas": list(model.deltas),
+        "depth": model.depth,
+        "features": model.features,
+        "image_mean": volume.image_mean,
+        "image_stddev": volume.image_stddev,
+        "pad_value": cfg.training.seed_pad,
+        "init_activation": 0.95,
+        "move_threshold": cfg.training.threshold,
+        "fov_policy": cfg.training.fov_policy,
+    }
+
+
+def run(cfg: DictConfig) -> None:
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    directory, previous = run_directory(cfg)
+    model = hydra.utils.instantiate(cfg.model)
+    geometry = TrainingGeometry(
+        model.fov_size, model.deltas, cfg.training.fov_policy, cfg.training.fov_moves
+    )
+    datasets: dict[str, Dataset] = {
+        str(name): OmegaConf.to_object(node)  # type: ignore[misc]
+        for name, node in cfg.data.volumes.items()
+    }
+    if not datasets:
+        raise FfnopsError("data.volumes is empty: name at least one dataset (image + labels)")
+    augmentation = Augmentation(**OmegaConf.to_container(cfg.data.augmentation))  # type: ignore[arg-type]
+    data = FFNDataModule(
+        cfg.data.coordinates,
+        datasets,
+        geometry.patch_size,
+        augmentation,
+        val_coordinates=cfg.data.val_coordinates,
+        val_fraction=cfg.data.val_fraction,
+        max_val_examples=cfg.data.max_val_examples,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.seed,
+    )
+    module = FFNTrainingModule(
+        model,
+        hydra.utils.instantiate(cfg.optimizer),
+        geometry,
+        batch_size=cfg.training.batch_size,
+        threshold=cfg.training.threshold,
+        seed_pad=cfg.training.seed_pad,
+        shuffle_moves=cfg.training.shuffle_moves,
+        move_seed=cfg.seed,
+        channels_last=cfg.training.channels_last,
+    )
+    tracking = cfg.tracking
+    data_tags = {f"ffnops.data.{n}.image": d.image for n, d in datasets.items()}
+    data_tags.update({f"ffnops.data.{n}.labels": str(d.labels) for n, d in datasets.items()})
+    data_tags["ffnops.data.coordinates"] = str(Path(cfg.data.coordinates).absolute())
+    logger = make_logger(
+        tracking.tracking_uri,
+        tracking.experiment_name,
+        tracking.run_name,
+        run_id=previous.get("mlflow_run_id"),
+        tags={**data_tags, **tracking.tags},
+    )
+    if not previous:
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        log_config(logger, resolved, OmegaConf.to_yaml(cfg, resolve=True))  # type: ignore[arg-type]
+    checkpoints = ModelCheckpoint(
+        dirpath=directory / "checkpoints",
+        filename="step{step:08d}",
+        auto_insert_metric_name=False,
+        monitor="val/f1",
+        mode="max",
+        save_last=True,
+        every_n_train_steps=cfg.training.checkpoint_every_n_steps,
+    )
+    trainer: pl.Trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        enable_progress_bar=True,  # ours, which counts FOV steps
+        logger=logger,
+        callbacks=[
+            checkpoints,
+            StepProgressBar(),
+            PicturesCallback(cfg.training.log_images_every_n_steps),
+        ],
+        default_root_dir=str(directory),
+    )
+    if trainer.is_global_zero:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / RUN_FILE).write_text(
+            json.dumps({"mlflow_run_id": logger.run_id, "tracking_uri": tracking.tracking_uri})
+        )
+    last = directory / "checkpoints" / "last.ckpt"
+    trainer.fit(module, data, ckpt_path=str(last) if previous and last.exists() else None)
+    if not trainer.is_global_zero:
+        return
+    best = checkpoints.best_model_path or checkpoints.last_model_path
+    if best:
+        logger.experiment.log_artifact(logger.run_id, best, "checkpoints")
+    reference = next(iter(datasets.values()))
+    assert logger.run_id is not None, "rank 0 has an MLflow run"
+    version = register_model(
+        tracking.tracking_uri,
+        logger.run_id,
+        module.model,
+        tracking.model_name,
+        settings_for_inference(cfg, model, reference),
+        alias=tracking.alias,
+        description=f"trained by ffnops train, run {logger.run_id}, {trainer.global_step} steps",
+    )
+    alias = f"@{tracking.alias}" if tracking.alias else f"/{version.version}"
+    print(
+        f"registered models:/{tracking.model_name}{alias} (version {version.version}) after "
+        f"{trainer.global_step} steps; run {logger.run_id} in {tracking.tracking_uri}"
+    )

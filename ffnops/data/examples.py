@@ -1,0 +1,143 @@
+"""Training examples: image and soft-label patches around the coordinates of a coordinate table.
+
+Patches are read through the volume API (any data-source plugin); each DataLoader worker opens
+its own handles on first use. Augmentation follows the reference (FFN_SPEC section 3): an optional
+permutation of ``permutable_axes`` (default y, x: a random xy transpose), then a flip of each of
+``reflectable_axes`` with p = 0.5, applied identically to image and labels, before normalisation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import get_worker_info
+
+from ffnops.data.dataset import IMAGE_DTYPES, LABEL_DTYPES, Dataset
+from ffnops.errors import FfnopsError
+from ffnops.ffn.coordinates import CoordinateTable
+from ffnops.ffn.geometry import Vec3
+from ffnops.ffn.training_moves import soften_labels
+from ffnops.volume import BBox, Volume
+from ffnops.volumes import open_volume
+
+
+@dataclass
+class Augmentation:
+    """Which axes (0 = z, 1 = y, 2 = x) may be permuted among themselves or reflected."""
+
+    permutable_axes: list[int] = field(default_factory=lambda: [1, 2])
+    reflectable_axes: list[int] = field(default_factory=lambda: [0, 1, 2])
+    enabled: bool = True
+
+    def draw(self, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+        """One random (axis order, axes to flip) for an example."""
+        order = [0, 1, 2]
+        if self.enabled and len(self.permutable_axes) > 1:
+            shuffled = list(rng.permutation(self.permutable_axes))
+            for axis, new in zip(sorted(self.permutable_axes), shuffled, strict=True):
+                order[axis] = int(new)
+        flips = [a for a in self.reflectable_axes if self.enabled and rng.random() < 0.5]
+        return order, flips
+
+
+def apply_augmentation(array: np.ndarray, order: Sequence[int], flips: Sequence[int]) -> np.ndarray:
+    """Permute, then reflect (the reference's order); odd patch sizes keep the centre fixed."""
+    out = np.transpose(array, order)
+    if flips:
+        out = np.flip(out, axis=tuple(flips))
+    return np.ascontiguousarray(out)
+
+
+def check_volumes(datasets: Mapping[str, Dataset], needed: Sequence[str]) -> None:
+    """Every name used by the coordinates has a dataset whose image and labels agree in shape."""
+    unknown = sorted(set(needed) - set(datasets))
+    if unknown:
+        raise FfnopsError(
+            f"coordinate file names volume(s) {unknown}, but the training data has only "
+            f"{sorted(datasets)}; name each volume as in `ffnops coordinates volumes=...`"
+        )
+    for name in needed:
+        with datasets[name].open_image() as image, datasets[name].open_labels() as labels:
+            if image.shape != labels.shape:
+                raise FfnopsError(
+                    f"volume {name!r}: image {image.uri} has shape {image.shape} but labels "
+                    f"{labels.uri} have shape {labels.shape}; they must cover the same voxels"
+                )
+
+
+class FovExamples(TorchDataset[dict[str, Any]]):
+    """Item i: the patch around coordinate i as tensors ``image`` and ``labels`` (1, z, y, x).
+
+    ``image`` is normalised float32; ``labels`` holds the soft targets (0.95 object / 0.05 not).
+    """
+
+    def __init__(
+        self,
+        coordinates: CoordinateTable,
+        datasets: Mapping[str, Dataset],
+        patch_size: Vec3,
+        augmentation: Augmentation | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.coordinates = coordinates
+        self.datasets = dict(datasets)
+        self.patch_size = patch_size
+        self.augmentation = augmentation or Augmentation(enabled=False)
+        self.seed = seed
+        self._volumes: dict[str, tuple[Volume, Volume]] = {}
+        self._pid = -1
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.coordinates)
+
+    def _open(self, name: str) -> tuple[Volume, Volume]:
+        if self._pid != os.getpid():  # a new worker process: its own handles and RNG stream
+            self._volumes = {}
+            self._pid = os.getpid()
+            info = get_worker_info()
+            self._rng = np.random.default_rng(self.seed if info is None else info.seed)
+        if name not in self._volumes:
+            dataset = self.datasets[name]
+            self._volumes[name] = (
+                open_volume(dataset.image, dtypes=IMAGE_DTYPES),
+                open_volume(dataset.labels or "", dtypes=LABEL_DTYPES),
+            )
+        return self._volumes[name]
+
+    def patch_box(self, centre: Sequence[int]) -> BBox:
+        """The patch around ``centre``: start = centre - (size - 1) // 2, so centre = size // 2."""
+        start = tuple(int(c) - (s - 1) // 2 for c, s in zip(centre, self.patch_size, strict=True))
+        return BBox(start, self.patch_size)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        name = self.coordinates.names[int(self.coordinates.volume[index])]
+        centre = self.coordinates.zyx[index]
+        image_volume, label_volume = self._open(name)
+        box = self.patch_box(centre)
+        if not box.inside(image_volume.shape):
+            raise FfnopsError(
+                f"coordinate {index} (z, y, x = {tuple(int(c) for c in centre)}) of volume "
+                f"{name!r}: its {self.patch_size} patch [{box}] leaves the volume of shape "
+                f"{image_volume.shape}; rebuild the coordinates with a margin of at least "
+                f"{tuple(s // 2 for s in self.patch_size)}"
+            )
+        image = image_volume.read(box).astype(np.float32)
+        labels = soften_labels(label_volume.read(box))
+        order, flips = self.augmentation.draw(self._rng)
+        image = apply_augmentation(image, order, flips)
+        labels = apply_augmentation(labels, order, flips)
+        dataset = self.datasets[name]
+        image = (image - dataset.image_mean) / dataset.image_stddev
+        return {
+            "image": torch.from_numpy(image)[None],
+            "labels": torch.from_numpy(labels)[None],
+            "centre": torch.as_tensor(centre, dtype=torch.int64),
+            "volume": name,
+        }

@@ -1,0 +1,1 @@
+"""Everything MLflow: runs, params, pictures, the model registry and aliases."""

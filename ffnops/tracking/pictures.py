@@ -1,0 +1,66 @@
+"""Pictures people would rather look at than read: centre slices of image, target, prediction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: render to PNG only
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytorch_lightning as pl
+from matplotlib.figure import Figure
+from pytorch_lightning.loggers import MLFlowLogger
+
+PLANES = ("xy", "xz", "yz")
+COLUMNS = ("image", "target", "prediction")
+
+
+def slices_figure(preview: dict[str, np.ndarray], title: str) -> Figure:
+    """A 3 x 3 grid: rows xy/xz/yz centre slices, columns image | target | prediction."""
+    fig, axes = plt.subplots(3, 3, figsize=(7.5, 7.5), constrained_layout=True)
+    for row, plane in enumerate(PLANES):
+        for col, name in enumerate(COLUMNS):
+            ax = axes[row, col]
+            image = preview[f"{name}/{plane}"]
+            limits = (None, None) if name == "image" else (0.0, 1.0)
+            ax.imshow(image, cmap="gray", vmin=limits[0], vmax=limits[1], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name)
+            if col == 0:
+                ax.set_ylabel(plane)
+    fig.suptitle(title)
+    return fig
+
+
+class PicturesCallback(pl.Callback):
+    """Every ``every_n_steps``, logs the last finished example's slices to the MLflow run."""
+
+    def __init__(self, every_n_steps: int) -> None:
+        self.every_n_steps = every_n_steps
+        self._last_step = -1
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None:
+        step = trainer.global_step
+        preview = getattr(pl_module, "preview", None)
+        if (
+            self.every_n_steps <= 0
+            or preview is None
+            or step == self._last_step
+            or step % self.every_n_steps
+            or not trainer.is_global_zero
+        ):
+            return
+        self._last_step = step
+        for logger in trainer.loggers:
+            if isinstance(logger, MLFlowLogger) and logger.run_id:
+                volume = str(preview.get("volume", ""))
+                fig = slices_figure(preview, f"step {step}, volume {volume}")
+                logger.experiment.log_figure(logger.run_id, fig, f"pictures/step_{step:08d}.png")
+                plt.close(fig)

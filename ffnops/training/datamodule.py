@@ -1,0 +1,92 @@
+"""The LightningDataModule: examples around training coordinates, and held-out ones to validate.
+
+Validation coordinates come from their own file when given, else a seeded ``val_fraction`` of the
+training file is held out (those coordinates are never trained on). Loaders yield single examples
+(``batch_size=None``): the module assembles FOV batches from its slots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from ffnops.data.coordinate_file import load_coordinates
+from ffnops.data.dataset import Dataset
+from ffnops.data.examples import Augmentation, FovExamples, check_volumes
+from ffnops.ffn.coordinates import CoordinateTable
+from ffnops.ffn.geometry import Vec3
+
+
+def split_coordinates(
+    table: CoordinateTable, val_fraction: float, seed: int, max_val: int
+) -> tuple[CoordinateTable, CoordinateTable]:
+    """(train, validation): a seeded random ``val_fraction`` (at most ``max_val``) held out."""
+    n_val = min(round(len(table) * val_fraction), max_val, len(table) - 1)
+    order = np.random.default_rng(seed).permutation(len(table))
+    return table.subset(np.sort(order[n_val:])), table.subset(np.sort(order[:n_val]))
+
+
+class FFNDataModule(pl.LightningDataModule):
+    """Training and validation examples for :class:`ffnops.training.module.FFNTrainingModule`."""
+
+    def __init__(
+        self,
+        coordinates: str,
+        datasets: Mapping[str, Dataset],
+        patch_size: Vec3,
+        augmentation: Augmentation,
+        val_coordinates: str | None = None,
+        val_fraction: float = 0.02,
+        max_val_examples: int = 64,
+        num_workers: int = 1,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.coordinates_path = coordinates
+        self.val_coordinates_path = val_coordinates
+        self.datasets = dict(datasets)
+        self.patch_size = patch_size
+        self.augmentation = augmentation
+        self.val_fraction = val_fraction
+        self.max_val_examples = max_val_examples
+        self.num_workers = num_workers
+        self.seed = seed
+        self.train_set: FovExamples | None = None
+        self.val_set: FovExamples | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        table = load_coordinates(self.coordinates_path)
+        if self.val_coordinates_path:
+            train, val = table, load_coordinates(self.val_coordinates_path)
+            val = val.subset(slice(0, self.max_val_examples))
+        elif self.val_fraction > 0:
+            train, val = split_coordinates(
+                table, self.val_fraction, self.seed, self.max_val_examples
+            )
+        else:
+            train, val = table, table.subset(slice(0, 0))
+        check_volumes(self.datasets, sorted(set(train.names) | set(val.names)))
+        self.train_set = FovExamples(
+            train, self.datasets, self.patch_size, self.augmentation, self.seed
+        )
+        self.val_set = FovExamples(val, self.datasets, self.patch_size, None, self.seed)
+
+    def _loader(self, examples: FovExamples | None, shuffle: bool) -> DataLoader[Any]:
+        assert examples is not None, "setup() runs before the loaders are asked for"
+        return DataLoader(
+            examples,
+            batch_size=None,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[Any]:
+        return self._loader(self.val_set, shuffle=False)
