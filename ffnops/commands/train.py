@@ -9,6 +9,7 @@ same global step, in the same MLflow run.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,9 @@ def settings_for_inference(
 
 
 def run(cfg: DictConfig) -> None:
+    # Lightning calls the dataloader_iter step "experimental"; it is what lets slots refill.
+    warnings.filterwarnings("ignore", message=".*dataloader_iter.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     directory, previous = run_directory(cfg)
     model = hydra.utils.instantiate(cfg.model)

@@ -41,6 +41,7 @@ class TrainerConfig:
     limit_val_batches: Any = 1.0
     enable_progress_bar: bool = True
     enable_checkpointing: bool = True
+    enable_model_summary: bool = True
     deterministic: Any = False
     default_root_dir: str | None = None
     gradient_clip_val: float | None = 0.7

@@ -54,21 +54,41 @@ def apply_augmentation(array: np.ndarray, order: Sequence[int], flips: Sequence[
     return np.ascontiguousarray(out)
 
 
-def check_volumes(datasets: Mapping[str, Dataset], needed: Sequence[str]) -> None:
-    """Every name used by the coordinates has a dataset whose image and labels agree in shape."""
-    unknown = sorted(set(needed) - set(datasets))
+def validate_training_data(
+    datasets: Mapping[str, Dataset], table: CoordinateTable, patch_size: Vec3
+) -> None:
+    """Fails before training starts, naming what is wrong: an unknown volume name, image and
+    labels of different shapes, or a coordinate whose patch leaves its volume."""
+    unknown = sorted(set(table.names) - set(datasets))
     if unknown:
         raise FfnopsError(
-            f"coordinate file names volume(s) {unknown}, but the training data has only "
-            f"{sorted(datasets)}; name each volume as in `ffnops coordinates volumes=...`"
+            f"the coordinate file names volume(s) {unknown}, but data.volumes has only "
+            f"{sorted(datasets)}; give each a dataset (e.g. +dataset@data.volumes.NAME=...)"
         )
-    for name in needed:
+    half = np.asarray(patch_size) // 2
+    for index, name in enumerate(table.names):
         with datasets[name].open_image() as image, datasets[name].open_labels() as labels:
             if image.shape != labels.shape:
                 raise FfnopsError(
                     f"volume {name!r}: image {image.uri} has shape {image.shape} but labels "
                     f"{labels.uri} have shape {labels.shape}; they must cover the same voxels"
                 )
+            shape = np.asarray(image.shape)
+        if (np.asarray(patch_size) > shape).any():
+            raise FfnopsError(
+                f"volume {name!r} of shape {tuple(shape)} is smaller than the training patch "
+                f"{patch_size} (FOV + 2 x deltas x moves); use a smaller FOV or a larger volume"
+            )
+        centres = table.zyx[table.volume == index]
+        bad = ((centres - half) < 0).any(axis=1) | ((centres + half) >= shape).any(axis=1)
+        if bad.any():
+            first = tuple(int(c) for c in centres[np.argmax(bad)])
+            raise FfnopsError(
+                f"{int(bad.sum())} coordinate(s) of volume {name!r} (first: z, y, x = {first}) "
+                f"lie within {tuple(int(h) for h in half)} of its faces (shape {tuple(shape)}), "
+                f"so their {patch_size} patches leave it; rebuild the coordinates with "
+                f"margin >= {[int(h) for h in half]}"
+            )
 
 
 class FovExamples(TorchDataset[dict[str, Any]]):

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from ffnops.data.coordinate_file import load_coordinates
 from ffnops.data.dataset import Dataset
-from ffnops.data.examples import Augmentation, FovExamples, check_volumes
+from ffnops.data.examples import Augmentation, FovExamples, validate_training_data
 from ffnops.ffn.coordinates import CoordinateTable
 from ffnops.ffn.geometry import Vec3
 
@@ -69,7 +69,8 @@ class FFNDataModule(pl.LightningDataModule):
             )
         else:
             train, val = table, table.subset(slice(0, 0))
-        check_volumes(self.datasets, sorted(set(train.names) | set(val.names)))
+        validate_training_data(self.datasets, train, self.patch_size)
+        validate_training_data(self.datasets, val, self.patch_size)
         self.train_set = FovExamples(
             train, self.datasets, self.patch_size, self.augmentation, self.seed
         )

@@ -1,0 +1,238 @@
+"""Training from the command line on the bundled FIB-25 crop, into a real sqlite MLflow store."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from mlflow.tracking import MlflowClient
+
+from ffnops.data.dataset import Dataset
+from ffnops.data.examples import Augmentation
+from ffnops.ffn.model import ConvStack3DFFNModel
+from ffnops.ffn.training_moves import TrainingGeometry
+from ffnops.sample_data import sample_path
+from ffnops.training.datamodule import FFNDataModule
+from ffnops.training.module import FFNTrainingModule
+
+SAMPLE = sample_path("fib25_crop.h5")
+QUICK = [
+    "model=tiny",
+    "optimizer=adam",
+    "data.max_val_examples=4",
+    "data.num_workers=0",
+    "trainer.val_check_interval=10",
+    "trainer.enable_model_summary=false",
+]
+
+
+def ffnops(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ffnops", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Partitions and coordinates of the sample, made with the CLI as a user would."""
+    path = tmp_path_factory.mktemp("train")
+    proc = ffnops("partitions", "lom_radius=[8,8,8]", "min_size=1000", cwd=path)
+    assert proc.returncode == 0, proc.stderr
+    proc = ffnops("coordinates", "margin=[16,16,16]", "max_per_partition=300", cwd=path)
+    assert proc.returncode == 0, proc.stderr
+    assert "14 partitions x 300" in proc.stdout
+    return path
+
+
+def runs(path: Path, experiment: str) -> list[mlflow.entities.Run]:
+    client = MlflowClient(tracking_uri=f"sqlite:///{path}/mlflow.db")
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id]) if found else []
+
+
+def test_train_logs_and_registers_a_loadable_model(workdir: Path) -> None:
+    proc = ffnops(
+        "train",
+        *QUICK,
+        "trainer.max_steps=20",
+        "training.log_images_every_n_steps=10",
+        "tracking.alias=champion",
+        "tracking.experiment_name=registry",
+        cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "registered models:/ffn@champion" in proc.stdout
+    assert "train: 100%" in proc.stderr and "step/s" in proc.stderr  # the progress bar
+    (run,) = runs(workdir, "registry")
+    assert run.data.params["model.depth"] == "2"
+    assert run.data.params["optimizer._target_"] == "torch.optim.Adam"
+    assert {"train/loss", "val/f1", "val/precision", "val/recall"} <= set(run.data.metrics)
+    assert run.data.tags["ffnops.data.sample.image"].endswith("fib25_crop.h5#image")
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "pictures", "checkpoints"} <= artifacts
+    pictures = client.list_artifacts(run.info.run_id, "pictures")
+    assert [p.path for p in pictures] == [
+        "pictures/step_00000010.png",
+        "pictures/step_00000020.png",
+    ]
+    local = client.download_artifacts(run.info.run_id, pictures[0].path, str(workdir))
+    assert Path(local).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    version = client.get_model_version_by_alias("ffn", "champion")
+    assert version.tags["ffnops.fov_size"] == "[17, 17, 17]"
+    assert version.tags["ffnops.move_threshold"] == "0.9"
+    mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlflow.db")
+    model = mlflow.pytorch.load_model("models:/ffn@champion")
+    assert isinstance(model, ConvStack3DFFNModel) and model.fov_size == (17, 17, 17)
+    assert model(torch.zeros(1, 2, 17, 17, 17)).shape == (1, 1, 17, 17, 17)
+
+
+def test_short_training_lowers_the_loss(workdir: Path) -> None:
+    class Losses(pl.Callback):
+        def __init__(self) -> None:
+            self.values: list[float] = []
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, index) -> None:  # type: ignore[no-untyped-def]
+            self.values.append(float(outputs["loss"]))
+
+    pl.seed_everything(0)
+    datasets = {"sample": Dataset("sample", f"h5://{SAMPLE}#image", f"h5://{SAMPLE}#labels")}
+    geometry = TrainingGeometry((17, 17, 17), (4, 4, 4))
+    data = FFNDataModule(
+        str(workdir / "coordinates.npz"),
+        datasets,
+        geometry.patch_size,
+        Augmentation(),
+        val_fraction=0,
+        num_workers=0,
+    )
+    module = FFNTrainingModule(
+        ConvStack3DFFNModel(17, 4, depth=2, features=8),
+        functools.partial(torch.optim.Adam, lr=3e-3),
+        geometry,
+    )
+    losses = Losses()
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=150,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[losses],
+        limit_val_batches=0,
+        gradient_clip_val=0.7,
+        gradient_clip_algorithm="value",
+    )
+    trainer.fit(module, data)
+    values = np.asarray(losses.values)
+    assert len(values) == 150
+    assert values[-25:].mean() < 0.8 * values[:25].mean()
+
+
+def test_kill_and_resume_continues_from_the_last_step(workdir: Path) -> None:
+    args = [
+        *QUICK,
+        "trainer.val_check_interval=100000",
+        "training.checkpoint_every_n_steps=5",
+        "tracking.experiment_name=resume",
+        "paths.output_dir=resume_out",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ffnops", "train", *args, "trainer.max_steps=100000"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    last = None
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            found = list((workdir / "resume_out" / "train").glob("*/checkpoints/last.ckpt"))
+            if found and torch.load(found[0], weights_only=False)["global_step"] >= 10:
+                last = found[0]
+                break
+            time.sleep(0.5)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert last is not None, "no checkpoint appeared"
+    step = torch.load(last, weights_only=False)["global_step"]
+    proc = ffnops(
+        "train", *args, f"trainer.max_steps={step + 5}", f"resume={last.parent.parent}", cwd=workdir
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"after {step + 5} steps" in proc.stdout
+    (run,) = runs(workdir, "resume")  # the same MLflow run continued
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert max(steps) >= step and max(steps) <= step + 5
+
+
+def test_ddp_sim_trains_in_two_processes(workdir: Path) -> None:
+    proc = ffnops(
+        "train",
+        *QUICK,
+        "trainer=ddp_sim",
+        "trainer.max_steps=6",
+        "tracking.experiment_name=ddp",
+        cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Starting with 2 processes" in proc.stdout + proc.stderr
+    assert "after 6 steps" in proc.stdout
+    (run,) = runs(workdir, "ddp")
+    assert run.data.params["trainer.devices"] == "2"
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["data.volumes.sample.labels=h5://{sample}#image_missing"], "no dataset 'image_missing'"),
+        (
+            ["+dataset@data.volumes.other=sample", "~data.volumes.sample"],
+            "names volume(s) ['sample']",
+        ),
+        (["model.fov_size=[201,201,201]"], "smaller than the training patch"),
+        (
+            ["tracking.tracking_uri=http://127.0.0.1:9"],
+            "tracking URI http://127.0.0.1:9 is unreachable",
+        ),
+        (["data.coordinates=nothing.npz"], "coordinate file not found: nothing.npz"),
+    ],
+)
+def test_bad_training_input_gives_one_line(
+    workdir: Path, overrides: list[str], expected: str
+) -> None:
+    overrides = [o.format(sample=SAMPLE) for o in overrides]
+    proc = ffnops("train", *QUICK, "trainer.max_steps=2", *overrides, cwd=workdir)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_coordinates_inside_the_margin_are_refused(workdir: Path) -> None:
+    proc = ffnops("coordinates", "margin=[2,2,2]", "output=thin.npz", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr
+    proc = ffnops("train", *QUICK, "data.coordinates=thin.npz", cwd=workdir)
+    assert proc.returncode == 2
+    assert "patches leave it; rebuild the coordinates with margin >= [12, 12, 12]" in proc.stderr
+
+
+def test_partitions_of_only_dust_is_an_error(workdir: Path) -> None:
+    proc = ffnops("partitions", "min_size=100000000", "output=h5://dust.h5#p", cwd=workdir)
+    assert proc.returncode == 2
+    assert "no object voxel got a partition" in proc.stderr
