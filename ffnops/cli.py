@@ -101,19 +101,27 @@ def config_search_path() -> list[str]:
     return [e if "://" in e else f"file://{Path(e).absolute()}" for e in entries]
 
 
-_OVERRIDE = re.compile(r"^(?P<key>[+~]{0,2}[\w.\-/@]+)=(?P<value>[^'\"\[\]{}]*)$")
+_OVERRIDE = re.compile(r"^(?P<key>[+~]{0,2}[\w.\-/@]+)=(?P<value>[^'\"{}]*)$")
 _BBOX = re.compile(r"^\s*\d+:\d+\s*,\s*\d+:\d+\s*,\s*\d+:\d+\s*$")
 
 
+def _quote(value: str) -> str:
+    return f"'{value}'" if "#" in value or _BBOX.match(value) else value
+
+
 def quote_values(overrides: Sequence[str]) -> list[str]:
-    """Quotes values Hydra's grammar would misread: URIs with '#' (``h5://f.h5#raw``) and boxes
-    (``bbox=0:64,0:64,0:64``, which Hydra would take for a sweep)."""
+    """Quotes values Hydra's grammar would misread: URIs with '#' (``h5://f.h5#raw``, also inside
+    a list) and boxes (``bbox=0:64,0:64,0:64``, which Hydra would take for a sweep)."""
     quoted = []
     for item in overrides:
         match = _OVERRIDE.match(item)
-        value = match["value"] if match else ""
-        if match and ("#" in value or _BBOX.match(value)):
-            item = f"{match['key']}='{value}'"
+        if match:
+            value = match["value"]
+            if value.startswith("[") and value.endswith("]") and "#" in value:
+                value = "[" + ",".join(_quote(v.strip()) for v in value[1:-1].split(",")) + "]"
+            elif "[" not in value:
+                value = _quote(value)
+            item = f"{match['key']}={value}"
         quoted.append(item)
     return quoted
 

@@ -130,3 +130,16 @@ def test_user_config_dir_adds_options(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "output_dir: /scratch/lab" in proc.stdout
     assert ffnops("convert", "paths=scratch", "--cfg", "job", cwd=tmp_path).returncode != 0
+
+
+def test_values_hydra_would_misread_are_quoted() -> None:
+    from ffnops.cli import quote_values
+
+    assert quote_values(["uri=h5://a.h5#raw", "bbox=0:8,0:8,0:8", "x=1,2"]) == [
+        "uri='h5://a.h5#raw'",
+        "bbox='0:8,0:8,0:8'",
+        "x=1,2",  # a sweep stays a sweep
+    ]
+    assert quote_values(["volumes=[a:h5://p.h5#x,b:n5://q.n5]"]) == [
+        "volumes=['a:h5://p.h5#x',b:n5://q.n5]"
+    ]

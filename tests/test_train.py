@@ -236,3 +236,22 @@ def test_partitions_of_only_dust_is_an_error(workdir: Path) -> None:
     proc = ffnops("partitions", "min_size=100000000", "output=h5://dust.h5#p", cwd=workdir)
     assert proc.returncode == 2
     assert "no object voxel got a partition" in proc.stderr
+
+
+def test_multirun_makes_one_run_per_combination(workdir: Path) -> None:
+    proc = ffnops(
+        "train",
+        "-m",
+        *QUICK,
+        "model.depth=2,3",
+        "optimizer.lr=1e-3,3e-4",
+        "trainer.max_steps=2",
+        "tracking.experiment_name=sweep",
+        cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    combos = {
+        (r.data.params["model.depth"], r.data.params["optimizer.lr"])
+        for r in runs(workdir, "sweep")
+    }
+    assert combos == {("2", "0.001"), ("2", "0.0003"), ("3", "0.001"), ("3", "0.0003")}

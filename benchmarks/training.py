@@ -1,0 +1,473 @@
+"""Training throughput of ffnops against a bare PyTorch loop doing the same FOV steps.
+
+Two contenders train the same network (``ConvStack3DFFNModel``, same seeded initial weights) with
+the same optimiser (plain SGD, lr 1e-3, gradients clipped elementwise to +-0.7):
+
+* **ffnops**: the real pipeline -- ``FFNDataModule`` (coordinate file, ``FovExamples`` read
+  through the volume API with augmentation, a DataLoader with ``--num-workers`` workers),
+  ``FFNTrainingModule`` (batch slots walking each example's FOV moves with the ``fixed`` policy,
+  canvas write-back, mask metrics, ``self.log``) driven by ``pl.Trainer`` on the CPU, with
+  ``gradient_clip_val=0.7, gradient_clip_algorithm="value"``, no logger, checkpoints, progress
+  bar or validation;
+* **bare**: the lower bound for "the same FOV steps on the same batch" -- a plain loop over a
+  fixed, pre-built batch of ``--batch-size`` real FOV inputs (B, 2, f, f, f) and soft targets
+  (B, 1, f, f, f) (the first FOV of the first examples of the same coordinate file, built with
+  ffnops's ``FovStepper``), doing zero_grad, forward, BCE-with-logits (mean), backward,
+  ``clip_grad_value_``, ``SGD.step`` and writing the new logits back into a (B, P, P, P) canvas
+  each iteration. It reads no data and moves no FOV.
+
+``--precision bf16`` runs the forward and loss under ``torch.autocast("cpu", torch.bfloat16)``
+in the bare loop and ``Trainer(precision="bf16-mixed")`` (the same autocast) for ffnops.
+``--channels-last`` puts the weights in ``channels_last_3d`` (ffnops: ``FFNTrainingModule(...,
+channels_last=True)``) and converts each step's input batch to it (both sides).
+
+Data: partitions (``compute_partitions``, Google's FIB-25 thresholds, lom_radius 8, min_size
+1000) and balanced coordinates (margin = patch radius) of the FIB-25 crop bundled with ffnops,
+written to a temporary directory with ffnops's own functions.
+
+Timing: a *block* runs ``--warmup`` + ``--steps`` training steps of one contender, from fresh
+weights (ffnops: a fresh module, data module and Trainer; its DataLoader workers start inside the
+warm-up). ``time.perf_counter()`` is read at the end of every step (ffnops: a Callback's
+``on_train_batch_end``); a block's time per step is the steady-state window after the warm-up
+divided by ``--steps``. Each of ``--repeats`` rounds runs one block of each contender back to
+back, alternating who goes first, so background load on a shared machine hits both alike. The
+table shows the median over rounds of each contender's time per step, steps/s and FOV
+examples/s (steps/s x batch size), and the median of the per-round ffnops/bare ratio of times
+per step. The target is a ratio <= 1.10; the exit status is 1 if it is missed.
+
+``--profile`` then runs one more ffnops block with cProfile enabled for its steady-state window
+only (main process; time spent in DataLoader workers shows up as waiting for the next example)
+and prints the functions with the most own and cumulative time.
+
+Run::
+
+    python benchmarks/training.py [--model tiny|fib25] [--steps N] [--warmup N] [--repeats N]
+                                  [--batch-size 4] [--precision 32|bf16] [--channels-last]
+                                  [--num-workers 1] [--threads N] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import cProfile
+import importlib.metadata
+import io
+import logging
+import os
+import platform
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ffnops.data.coordinate_file import save_coordinates
+from ffnops.data.dataset import Dataset
+from ffnops.data.examples import Augmentation, FovExamples
+from ffnops.ffn.coordinates import CoordinateTable, balanced_coordinates
+from ffnops.ffn.model import ConvStack3DFFNModel
+from ffnops.ffn.partitions import FIB25_THRESHOLDS, compute_partitions, partition_counts
+from ffnops.ffn.training_moves import TrainingGeometry, fixed_shifts, fov_slices
+from ffnops.sample_data import sample_path
+from ffnops.training.datamodule import FFNDataModule
+from ffnops.training.fov_slots import FovStepper
+from ffnops.training.module import FFNTrainingModule
+
+TARGET_RATIO = 1.10
+LR = 1e-3
+CLIP = 0.7
+SAMPLE = "fib25_crop.h5"
+LOM_RADIUS = 8
+MIN_SIZE = 1000
+MAX_PER_PARTITION = 500
+CHANNELS_LAST = torch.channels_last_3d
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A ConvStack3D configuration and the step counts that suit it on a CPU."""
+
+    fov: int
+    deltas: int
+    depth: int
+    features: int
+    steps: int
+    warmup: int
+    repeats: int
+
+    def build(self) -> ConvStack3DFFNModel:
+        return ConvStack3DFFNModel(self.fov, self.deltas, self.depth, self.features)
+
+
+MODELS = {
+    "tiny": ModelSpec(fov=17, deltas=4, depth=2, features=8, steps=40, warmup=5, repeats=5),
+    "fib25": ModelSpec(fov=33, deltas=8, depth=12, features=32, steps=2, warmup=1, repeats=1),
+}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What both contenders train: initial weights, the data, and the fixed bare batch."""
+
+    model: nn.Module
+    geometry: TrainingGeometry
+    coordinates: Path
+    datasets: dict[str, Dataset]
+    inputs: torch.Tensor  # (B, 2, f, f, f)
+    targets: torch.Tensor  # (B, 1, f, f, f)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One contender's steady-state seconds per step, and examples finished per step."""
+
+    seconds_per_step: float
+    examples_per_step: float | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the result table (medians over rounds)."""
+
+    name: str
+    seconds_per_step: float
+    batch_size: int
+    ratio: float | None = None
+
+    @property
+    def steps_per_s(self) -> float:
+        return 1.0 / self.seconds_per_step
+
+    @property
+    def fovs_per_s(self) -> float:
+        return self.steps_per_s * self.batch_size
+
+
+# ---- data ------------------------------------------------------------------------------------
+
+
+def make_coordinates(workdir: Path, geometry: TrainingGeometry) -> tuple[Path, CoordinateTable]:
+    """Partitions and balanced coordinates of the bundled sample, saved in ``workdir``."""
+    with h5py.File(sample_path(SAMPLE), "r") as handle:
+        labels = np.asarray(handle["labels"][...])
+    start = time.perf_counter()
+    parts = compute_partitions(labels, FIB25_THRESHOLDS, LOM_RADIUS, min_size=MIN_SIZE)
+    seconds = time.perf_counter() - start
+    margin = [p // 2 for p in geometry.patch_size]
+    table = balanced_coordinates(
+        {"sample": parts}, margin, seed=0, max_per_partition=MAX_PER_PARTITION
+    )
+    path = workdir / "coordinates.npz"
+    save_coordinates(table, path)
+    counts = partition_counts(parts)
+    print(
+        f"Data: {SAMPLE} labels {labels.shape}; partitions in {seconds:.1f} s "
+        f"({len(counts)} values); {len(table)} coordinates, margin {margin}"
+    )
+    return path, table
+
+
+def fixed_batch(
+    table: CoordinateTable,
+    datasets: dict[str, Dataset],
+    geometry: TrainingGeometry,
+    batch_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first FOV (inputs, soft targets) of the first ``batch_size`` examples, unaugmented."""
+    examples = FovExamples(table, datasets, geometry.patch_size, None)
+    stepper = FovStepper(geometry, fixed_shifts(geometry.deltas, shuffle=False))
+    slots = [stepper.start(examples[i], torch.device("cpu")) for i in range(batch_size)]
+    return stepper.inputs(slots)
+
+
+def make_workload(spec: ModelSpec, workdir: Path, batch_size: int, seed: int) -> Workload:
+    torch.manual_seed(seed)
+    model = spec.build()
+    geometry = TrainingGeometry(model.fov_size, model.deltas, "fixed", 1)
+    coordinates, table = make_coordinates(workdir, geometry)
+    uri = sample_path(SAMPLE)
+    datasets = {"sample": Dataset("sample", f"h5://{uri}#image", f"h5://{uri}#labels")}
+    inputs, targets = fixed_batch(table, datasets, geometry, batch_size)
+    return Workload(model, geometry, coordinates, datasets, inputs, targets)
+
+
+# ---- bare loop -------------------------------------------------------------------------------
+
+
+def autocast(precision: str) -> contextlib.AbstractContextManager[Any]:
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def bare_block(work: Workload, args: argparse.Namespace) -> Block:
+    """``warmup + steps`` plain SGD steps on the fixed batch; steady-state seconds per step."""
+    model = copy.deepcopy(work.model)
+    if args.channels_last:
+        model = model.to(memory_format=CHANNELS_LAST)  # type: ignore[call-overload]
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    patch = work.geometry.patch_size
+    canvas = torch.zeros((args.batch_size, *patch))
+    centre = [p // 2 for p in patch]
+    box = (slice(None), *fov_slices(centre, (0, 0, 0), work.geometry.fov_size))
+    times = []
+    for _ in range(args.warmup + args.steps):
+        inputs = work.inputs
+        if args.channels_last:
+            inputs = inputs.contiguous(memory_format=CHANNELS_LAST)
+        optimizer.zero_grad()
+        with autocast(args.precision):
+            logits = model(inputs)
+            loss = F.binary_cross_entropy_with_logits(logits.float(), work.targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_value_(model.parameters(), CLIP)
+        optimizer.step()
+        canvas[box] = logits.detach().float()[:, 0]
+        times.append(time.perf_counter())
+    return Block((times[-1] - times[args.warmup - 1]) / args.steps)
+
+
+# ---- ffnops ----------------------------------------------------------------------------------
+
+
+class StepClock(pl.Callback):
+    """Records the time and examples finished at the end of every step; optionally profiles the
+    steady-state window (after ``warmup`` steps) with cProfile."""
+
+    def __init__(self, warmup: int, profiler: cProfile.Profile | None = None) -> None:
+        self.warmup = warmup
+        self.profiler = profiler
+        self.times: list[float] = []
+        self.examples: list[int] = []
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
+    ) -> None:
+        self.times.append(time.perf_counter())
+        assert isinstance(pl_module, FFNTrainingModule)
+        self.examples.append(pl_module.examples_done)
+        if self.profiler is not None and len(self.times) == self.warmup:
+            self.profiler.enable()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.profiler is not None:
+            self.profiler.disable()
+
+
+def ffnops_block(
+    work: Workload, args: argparse.Namespace, profiler: cProfile.Profile | None = None
+) -> Block:
+    """``warmup + steps`` steps of ``pl.Trainer.fit`` on the ffnops module and data module."""
+    module = FFNTrainingModule(
+        copy.deepcopy(work.model),
+        lambda params: torch.optim.SGD(params, lr=LR),
+        work.geometry,
+        batch_size=args.batch_size,
+        channels_last=args.channels_last,
+    )
+    data = FFNDataModule(
+        str(work.coordinates),
+        work.datasets,
+        work.geometry.patch_size,
+        Augmentation(),
+        val_fraction=0,
+        num_workers=args.num_workers,
+    )
+    clock = StepClock(args.warmup, profiler)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        precision="bf16-mixed" if args.precision == "bf16" else "32-true",
+        max_steps=args.warmup + args.steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        gradient_clip_val=CLIP,
+        gradient_clip_algorithm="value",
+        callbacks=[clock],
+    )
+    trainer.fit(module, data)
+    if len(clock.times) != args.warmup + args.steps:
+        raise RuntimeError(f"ffnops ran {len(clock.times)} steps, expected {trainer.max_steps}")
+    w = args.warmup - 1
+    return Block(
+        (clock.times[-1] - clock.times[w]) / args.steps,
+        (clock.examples[-1] - clock.examples[w]) / args.steps,
+    )
+
+
+# ---- measurement -----------------------------------------------------------------------------
+
+
+def rounds(work: Workload, args: argparse.Namespace) -> Iterator[tuple[Block, Block]]:
+    """(bare, ffnops) blocks per round, alternating which contender goes first."""
+    for r in range(args.repeats):
+        if r % 2 == 0:
+            bare = bare_block(work, args)
+            ffn = ffnops_block(work, args)
+        else:
+            ffn = ffnops_block(work, args)
+            bare = bare_block(work, args)
+        print(
+            f"  round {r + 1}: bare {bare.seconds_per_step * 1e3:.1f} ms/step, "
+            f"ffnops {ffn.seconds_per_step * 1e3:.1f} ms/step "
+            f"({ffn.examples_per_step:.2f} examples finished/step), "
+            f"ratio {ffn.seconds_per_step / bare.seconds_per_step:.3f}",
+            flush=True,
+        )
+        yield bare, ffn
+
+
+def profile_ffnops(work: Workload, args: argparse.Namespace, top: int = 25) -> str:
+    """cProfile of one ffnops block's steady-state window: top functions by tottime, cumtime."""
+    profiler = cProfile.Profile()
+    ffnops_block(work, args, profiler)
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
+# ---- report ----------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_features() -> str:
+    """The SIMD extensions that decide conv speed (PERFORMANCE.md), as torch reports them."""
+    try:
+        flags = next(
+            line.split(":", 1)[1].split()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("flags")
+        )
+    except (OSError, StopIteration):
+        flags = []
+    wanted = [f for f in flags if f.startswith(("avx512_bf16", "amx"))]
+    has_avx512 = any(f.startswith("avx512") for f in flags)
+    extra = ", ".join(["avx512" if has_avx512 else "no avx512", *wanted])
+    return f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}; {extra}"
+
+
+def versions() -> str:
+    names = ("ffnops", "torch", "pytorch_lightning", "numpy")
+    return ", ".join(f"{n} {importlib.metadata.version(n)}" for n in names)
+
+
+def table(rows: list[Row]) -> str:
+    header = (
+        f"{'contender':<10} {'ms/step':>10} {'steps/s':>9} {'FOV examples/s':>15} "
+        f"{'time vs bare':>13}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        ratio = "1 (ref)" if r.ratio is None else f"{r.ratio:.3f}"
+        lines.append(
+            f"{r.name:<10} {r.seconds_per_step * 1e3:>10.1f} {r.steps_per_s:>9.3f} "
+            f"{r.fovs_per_s:>15.2f} {ratio:>13}"
+        )
+    return "\n".join(lines)
+
+
+def quiet_lightning() -> None:
+    # Lightning calls the dataloader_iter step "experimental"; ffnops relies on it (train.py).
+    warnings.filterwarnings("ignore", message=".*dataloader_iter.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--model", choices=sorted(MODELS), default="tiny", help="(tiny)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per block")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps per block")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds of both contenders")
+    parser.add_argument("--batch-size", type=int, default=4, help="FOVs per step (4)")
+    parser.add_argument("--precision", choices=("32", "bf16"), default="32", help="(32)")
+    parser.add_argument("--channels-last", action="store_true", help="channels_last_3d")
+    parser.add_argument(
+        "--num-workers", type=int, default=1, help="ffnops DataLoader workers (1)"
+    )
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
+    parser.add_argument("--profile", action="store_true", help="cProfile one more ffnops block")
+    args = parser.parse_args(argv)
+    spec = MODELS[args.model]
+    args.steps = spec.steps if args.steps is None else args.steps
+    args.warmup = spec.warmup if args.warmup is None else args.warmup
+    args.repeats = spec.repeats if args.repeats is None else args.repeats
+    if min(args.steps, args.warmup, args.repeats, args.batch_size, args.threads) < 1:
+        parser.error("--steps, --warmup, --repeats, --batch-size and --threads must be >= 1")
+    if args.num_workers < 0:
+        parser.error("--num-workers must be >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    quiet_lightning()
+    torch.set_num_threads(args.threads)
+    spec = MODELS[args.model]
+    print(f"CPU: {cpu_model()} ({len(os.sched_getaffinity(0))} usable cores; {cpu_features()})")
+    print(f"Python {platform.python_version()}; {versions()}; torch threads {args.threads}")
+    print(
+        f"Model {args.model}: ConvStack3D fov {spec.fov}^3, deltas {spec.deltas}, depth "
+        f"{spec.depth}, {spec.features} features; batch {args.batch_size}; precision "
+        f"{args.precision}; {'channels_last_3d' if args.channels_last else 'NCDHW'}; "
+        f"ffnops DataLoader workers {args.num_workers}"
+    )
+    with tempfile.TemporaryDirectory(prefix="ffnops-train-bench-") as tmp:
+        work = make_workload(spec, Path(tmp), args.batch_size, args.seed)
+        print(
+            f"{args.repeats} rounds of {args.warmup} warm-up + {args.steps} timed steps per "
+            "contender, alternating who goes first; medians over rounds; target ffnops time "
+            f"per step <= {TARGET_RATIO} x bare"
+        )
+        results = list(rounds(work, args))
+        bare_s = statistics.median(b.seconds_per_step for b, _ in results)
+        ffnops_s = statistics.median(f.seconds_per_step for _, f in results)
+        ratio = statistics.median(f.seconds_per_step / b.seconds_per_step for b, f in results)
+        rows = [
+            Row("bare", bare_s, args.batch_size),
+            Row("ffnops", ffnops_s, args.batch_size, ratio),
+        ]
+        print()
+        print(table(rows))
+        verdict = "PASS" if ratio <= TARGET_RATIO else "FAIL"
+        print(f"ffnops / bare time per step: {ratio:.3f} (target <= {TARGET_RATIO}): {verdict}")
+        if args.profile:
+            print()
+            print("cProfile of one ffnops block (steady-state window, main process):")
+            print(profile_ffnops(work, args))
+    return 0 if ratio <= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
