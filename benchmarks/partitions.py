@@ -70,9 +70,7 @@ def google_partitions(labels: Labels) -> Partitions:
         if label == 0:
             continue
         object_mask = seg == label
-        svt = np.pad(
-            object_mask.astype(np.int32).cumsum(0).cumsum(1).cumsum(2), [(1, 0)] * 3
-        )
+        svt = np.pad(object_mask.astype(np.int32).cumsum(0).cumsum(1).cumsum(2), [(1, 0)] * 3)
         active = (
             svt[diam:, diam:, diam:]
             - svt[:-diam, diam:, diam:]

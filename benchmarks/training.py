@@ -412,9 +412,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4, help="FOVs per step (4)")
     parser.add_argument("--precision", choices=("32", "bf16"), default="32", help="(32)")
     parser.add_argument("--channels-last", action="store_true", help="channels_last_3d")
-    parser.add_argument(
-        "--num-workers", type=int, default=1, help="ffnops DataLoader workers (1)"
-    )
+    parser.add_argument("--num-workers", type=int, default=1, help="ffnops DataLoader workers (1)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
     parser.add_argument("--profile", action="store_true", help="cProfile one more ffnops block")

@@ -1,0 +1,232 @@
+"""The inference canvas (FFN_SPEC 6.2-6.6): flood one object at a time from each seed.
+
+State, all (z, y, x): ``seed`` (float32 object logits, NaN = never visited), ``segmentation``
+(int32: 0 free, > 0 object ids, -1 rejected seed), the normalised ``image``.
+
+The work is written as generators that *yield* network inputs ``(2, f, f, f)`` (image, seed
+logits) and receive the new logits ``(f, f, f)`` back, so a driver can batch the forward passes of
+several independent canvases into one network call (:func:`run_canvases`) or run one canvas
+alone (:func:`run_canvas`). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Iterable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ffnops.ffn.geometry import Vec3, as_vec3
+from ffnops.ffn.logit import logit
+from ffnops.ffn.movement import FaceMaxPolicy
+from ffnops.ffn.options import InferenceOptions
+
+# A step: yields a network input (2, f, f, f), receives logits (f, f, f).
+Steps = Generator[npt.NDArray[np.float32], npt.NDArray[np.float32], None]
+Predict = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+
+
+@dataclass
+class Origin:
+    """Where an accepted object was seeded (z, y, x in the canvas), its steps and seconds."""
+
+    start: Vec3
+    iters: int
+    walltime_s: float
+
+
+@dataclass
+class Counters:
+    """What a run did, as Google's counters."""
+
+    network_calls: int = 0
+    segment_at_calls: int = 0
+    seeds_tried: int = 0
+    objects: int = 0
+    rejected_near_object: int = 0
+    rejected_weak_seed: int = 0
+    rejected_too_small: int = 0
+    voxels_segmented: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+@dataclass
+class Canvas:
+    """Segments ``image`` (normalised float32) with a network of ``fov_size`` and ``deltas``."""
+
+    image: npt.NDArray[np.float32]
+    fov_size: Vec3
+    deltas: Vec3
+    options: InferenceOptions
+    mask: npt.NDArray[np.bool_] | None = None  # True = never a FOV centre or a seed
+    seed: npt.NDArray[np.float32] = field(init=False)
+    segmentation: npt.NDArray[np.int32] = field(init=False)
+    origins: dict[int, Origin] = field(default_factory=dict)
+    overlaps: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
+    counters: Counters = field(default_factory=Counters)
+
+    def __post_init__(self) -> None:
+        self.fov_size = as_vec3(self.fov_size, "fov_size")
+        self.deltas = as_vec3(self.deltas, "deltas")
+        if any(f > n for f, n in zip(self.fov_size, self.image.shape, strict=True)):
+            raise ValueError(
+                f"FOV {self.fov_size} is larger than the image box {self.image.shape} (z, y, x)"
+            )
+        self.image = np.ascontiguousarray(self.image, dtype=np.float32)
+        self.seed = np.full(self.image.shape, np.nan, dtype=np.float32)
+        self.segmentation = np.zeros(self.image.shape, dtype=np.int32)
+        self.margin = np.asarray(self.fov_size) // 2
+        o = self.options
+        self.init_logit = logit(o.init_activation)
+        self.pad_logit = logit(o.pad_value)
+        self.move_logit = logit(o.move_threshold)
+        self.segment_logit = logit(o.segment_threshold)
+        self._max_id = 0
+
+    # ---- one FOV ------------------------------------------------------------------------------
+
+    def fov_box(self, pos: Sequence[int]) -> tuple[slice, slice, slice]:
+        return tuple(  # type: ignore[return-value]
+            slice(p - m, p + m + 1) for p, m in zip(pos, self.margin, strict=True)
+        )
+
+    def is_valid_pos(self, pos: Sequence[int], ignore_move_threshold: bool = False) -> bool:
+        """The FOV fits, the voxel is not someone else's, and (moves only) it is confident."""
+        z, y, x = pos
+        if not ignore_move_threshold and not self.seed[z, y, x] >= self.move_logit:
+            return False  # (NaN compares False: unvisited voxels are not confident)
+        if any(
+            p < m or p + m >= n for p, m, n in zip(pos, self.margin, self.seed.shape, strict=True)
+        ):
+            return False
+        if self.mask is not None and self.mask[z, y, x]:
+            return False
+        return bool(self.segmentation[z, y, x] <= 0)
+
+    def update_at(
+        self, pos: Sequence[int]
+    ) -> Generator[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """One FFN step at ``pos``: yields the network input, writes the returned logits."""
+        box = self.fov_box(pos)
+        old = self.seed[box]
+        seed_in = np.where(np.isnan(old), np.float32(self.pad_logit), old)
+        logits = yield np.stack([self.image[box], seed_in])
+        logits = np.asarray(logits, dtype=np.float32).reshape(old.shape)
+        self.counters.network_calls += 1
+        disco = self.options.disco_seed_threshold
+        if disco >= 0 and (logits >= self.move_logit).mean() > disco:
+            # Disconnected-voxel freezing: a voxel once predicted "out" may not be raised again.
+            with np.errstate(invalid="ignore"):
+                frozen = (old < 0.0) & (logits > old)
+            logits = np.where(frozen, old, logits)
+        self.seed[box] = logits
+        return logits
+
+    # ---- one object ---------------------------------------------------------------------------
+
+    def segment_at(
+        self, start: Vec3
+    ) -> Generator[npt.NDArray[np.float32], npt.NDArray[np.float32], tuple[int, Vec3, Vec3]]:
+        """Floods one object from ``start``; returns (steps, min corner, max corner) visited."""
+        self.counters.segment_at_calls += 1
+        self.seed[...] = np.nan
+        self.seed[start] = self.init_logit
+        policy = FaceMaxPolicy(start, self.deltas, self.move_logit)
+        lo, hi = np.asarray(start), np.asarray(start)
+        iters = 0
+        for pos in policy.positions(self.is_valid_pos):
+            if not self.seed[start] >= self.move_logit:
+                break  # the seed itself lost confidence: stop this object
+            logits = yield from self.update_at(pos)
+            lo, hi = np.minimum(lo, pos), np.maximum(hi, pos)
+            iters += 1
+            policy.update(logits, pos)
+        return iters, as_vec3(lo.tolist()), as_vec3(hi.tolist())
+
+    # ---- all objects --------------------------------------------------------------------------
+
+    def _reject(self, pos: Vec3) -> None:
+        if self.segmentation[pos] == 0:
+            self.segmentation[pos] = -1
+
+    def _next_id(self) -> int:
+        self._max_id += 1
+        while self._max_id in self.origins:
+            self._max_id += 1
+        return self._max_id
+
+    def try_seed(self, pos: Vec3) -> Steps:
+        """Seeds one object at ``pos`` and accepts or rejects it (FFN_SPEC 6.6)."""
+        if not self.is_valid_pos(pos, ignore_move_threshold=True):
+            return
+        self.counters.seeds_tried += 1
+        mbd = np.asarray(self.options.min_boundary_dist)
+        near = tuple(slice(max(p - d, 0), p + d + 1) for p, d in zip(pos, mbd, strict=True))
+        if (self.segmentation[near] > 0).any():
+            self.segmentation[pos] = -1
+            self.counters.rejected_near_object += 1
+            return
+        started = time.perf_counter()
+        iters, lo, hi = yield from self.segment_at(pos)
+        if iters <= 0:
+            return
+        if not self.seed[pos] >= self.move_logit:
+            self._reject(pos)
+            self.counters.rejected_weak_seed += 1
+            return
+        box = tuple(
+            slice(max(a - m, 0), b + m + 1) for a, b, m in zip(lo, hi, self.margin, strict=True)
+        )
+        with np.errstate(invalid="ignore"):
+            mask = self.seed[box] >= self.segment_logit
+        region = self.segmentation[box]
+        touched = region[mask & (region > 0)]
+        mask &= region <= 0  # existing objects keep their voxels
+        if int(mask.sum()) < self.options.min_segment_size:
+            self._reject(pos)
+            self.counters.rejected_too_small += 1
+            return
+        new_id = self._next_id()
+        region[mask] = new_id
+        if touched.size:
+            ids, counts = np.unique(touched, return_counts=True)
+            self.overlaps[new_id] = (ids.tolist(), counts.tolist())
+        self.origins[new_id] = Origin(pos, iters, time.perf_counter() - started)
+        self.counters.objects += 1
+        self.counters.voxels_segmented += int(mask.sum())
+
+    def segment_all(self, seeds: Iterable[Vec3]) -> Steps:
+        """Tries every seed in order."""
+        for pos in seeds:
+            yield from self.try_seed(as_vec3(pos))
+
+    def final_segmentation(self) -> npt.NDArray[np.int32]:
+        """The labels with rejected-seed markers (-1) cleared to 0, as the reference saves them."""
+        return np.where(self.segmentation < 0, 0, self.segmentation).astype(np.int32)
+
+
+def run_canvas(steps: Steps, predict: Predict) -> None:
+    """Drives one canvas's steps, one network call per FOV."""
+    run_canvases([steps], predict)
+
+
+def run_canvases(all_steps: Sequence[Steps], predict: Predict, batch_size: int = 8) -> None:
+    """Drives several independent canvases, batching their FOVs into network calls.
+
+    ``predict`` maps inputs ``(B, 2, f, f, f)`` to logits ``(B, f, f, f)`` (or ``(B, 1, ...)``).
+    """
+    pending: list[tuple[Steps, npt.NDArray[np.float32]]] = []
+    for steps in all_steps:
+        with suppress(StopIteration):  # a canvas with nothing to do
+            pending.append((steps, next(steps)))
+    while pending:
+        batch, pending = pending[:batch_size], pending[batch_size:]
+        logits = predict(np.stack([request for _, request in batch]))
+        for (steps, _), out in zip(batch, logits, strict=True):
+            with suppress(StopIteration):  # that canvas is finished
+                pending.append((steps, steps.send(out)))

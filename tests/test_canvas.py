@@ -1,0 +1,120 @@
+"""The inference canvas with an oracle network reproduces ground truth (FFN_SPEC section 6)."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import torch
+from skimage.metrics import adapted_rand_error
+from torch import nn
+
+from ffnops.ffn.canvas import Canvas, run_canvas, run_canvases
+from ffnops.ffn.movement import FaceMaxPolicy
+from ffnops.ffn.options import InferenceOptions
+from ffnops.ffn.predictor import TorchPredictor
+from ffnops.ffn.seeds import grid_seeds, peak_seeds
+from ffnops.sample_data import sample_path
+
+
+class OracleFFN(nn.Module):
+    """Predicts from ground truth: the "image" channel carries label ids, and the object is the
+    label under the most confident voxel of the seed channel. Confidence falls slightly with the
+    distance from the FOV centre, so face maxima sit at face centres rather than at the first
+    corner of a tie (a real network's logits are never flat)."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        labels, seed = inputs[:, 0], inputs[:, 1]
+        best = seed.reshape(len(seed), -1).argmax(1)
+        target = labels.reshape(len(labels), -1).gather(1, best[:, None])
+        inside = (labels == target[:, :, None, None].reshape(-1, 1, 1, 1)) & (labels > 0)
+        axes = [torch.arange(n, dtype=torch.float32) - n // 2 for n in labels.shape[1:]]
+        distance = torch.sqrt(sum(a**2 for a in torch.meshgrid(*axes, indexing="ij")))
+        return torch.where(inside, 4.0 - 0.01 * distance, -4.0)[:, None]
+
+
+def crop_labels(size: int = 64) -> np.ndarray:
+    with h5py.File(sample_path("fib25_crop.h5"), "r") as f:
+        return np.asarray(f["labels"][:size, :size, :size]).astype(np.int64)
+
+
+def crop_image(size: int = 64) -> np.ndarray:
+    with h5py.File(sample_path("fib25_crop.h5"), "r") as f:
+        return (np.asarray(f["image"][:size, :size, :size], np.float32) - 128) / 33
+
+
+def test_oracle_reproduces_the_labels() -> None:
+    labels = crop_labels()
+    options = InferenceOptions(min_segment_size=100)
+    canvas = Canvas(labels.astype(np.float32), (17, 17, 17), (4, 4, 4), options)
+    seeds = peak_seeds(crop_image(), canvas.margin)  # seeds from the real EM, as in inference
+    assert len(seeds) > 100
+    assert seeds == sorted(seeds) and all(8 <= c < 56 for s in seeds for c in s)
+    run_canvas(canvas.segment_all(seeds), TorchPredictor(OracleFFN(), channels_last=False))
+    segmentation = canvas.final_segmentation()
+    # FOV centres stay a FOV radius inside the box, so objects that live only in that rim can
+    # be neither seeded nor reached: score the region FOV centres can visit.
+    inner = tuple(slice(m, n - m) for m, n in zip(canvas.margin, labels.shape))
+    error, _, _ = adapted_rand_error(labels[inner], segmentation[inner])
+    assert error < 0.01, f"adapted Rand error {error:.4f}"
+    assert adapted_rand_error(labels, segmentation)[0] < 0.1  # the rim costs a little
+    assert canvas.counters.objects == len(canvas.origins) >= 5
+    assert canvas.counters.network_calls > canvas.counters.objects
+
+
+def test_batched_canvases_give_the_same_result_as_one_at_a_time() -> None:
+    labels = crop_labels(48)
+    predictor = TorchPredictor(OracleFFN(), channels_last=False)
+    options = InferenceOptions(min_segment_size=50)
+
+    def canvas() -> Canvas:
+        return Canvas(labels.astype(np.float32), (17, 17, 17), (4, 4, 4), options)
+
+    alone = canvas()
+    seeds = grid_seeds(labels.shape, alone.margin, step=12)
+    run_canvas(alone.segment_all(seeds), predictor)
+    calls: list[int] = []
+
+    def counting(inputs: np.ndarray) -> np.ndarray:
+        calls.append(len(inputs))
+        return predictor(inputs)
+
+    pair = [canvas(), canvas()]
+    run_canvases([c.segment_all(seeds) for c in pair], counting, batch_size=2)
+    for c in pair:
+        np.testing.assert_array_equal(c.segmentation, alone.segmentation)
+    assert max(calls) == 2  # both canvases shared network calls
+
+
+def test_face_max_policy_visits_each_cell_once_and_in_bfs_order() -> None:
+    policy = FaceMaxPolicy((10, 10, 10), (4, 4, 4), threshold=1.0)
+    assert policy.quantise((8, 10, 12)) == (0, 0, 1)  # floor division around the start
+    assert policy.quantise((7, 10, 10)) == (-1, 0, 0)
+    logits = np.full((9, 9, 9), -3.0, np.float32)
+    logits[4, 4, 8] = 2.0  # +x face
+    logits[0, 4, 4] = 1.5  # -z face
+    visited = list(policy.positions(lambda p: True))
+    assert visited == [(10, 10, 10)]
+    policy.update(logits, (10, 10, 10))
+    assert [p for _, p in policy.queue] == [(10, 10, 14), (6, 10, 10)]  # best score first
+    policy.update(logits, (10, 10, 10))  # queues the same two candidates a second time
+    seen = []
+    for pos in policy.positions(lambda p: True):
+        seen.append(pos)
+        policy.update(np.full((9, 9, 9), -3.0, np.float32), pos)  # no new candidates
+    assert seen == [(10, 10, 14), (6, 10, 10)]  # the repeats' cells are done: skipped
+
+
+def test_seed_near_an_object_and_small_objects_are_rejected() -> None:
+    labels = np.zeros((40, 40, 40), np.int64)
+    labels[5:35, 5:35, 5:35] = 1
+    labels[18:21, 18:21, 18:21] = 2  # a 27-voxel object inside
+    options = InferenceOptions(min_segment_size=100)
+    canvas = Canvas(labels.astype(np.float32), (9, 9, 9), (2, 2, 2), options)
+    run_canvas(
+        canvas.segment_all([(10, 10, 10), (19, 19, 19), (11, 11, 11)]),
+        TorchPredictor(OracleFFN(), channels_last=False),
+    )
+    assert canvas.counters.objects == 1
+    assert canvas.counters.rejected_too_small == 1  # object 2 is below min_segment_size
+    assert canvas.counters.rejected_near_object == 0  # (11, 11, 11) is inside object 1: invalid
+    assert canvas.segmentation[19, 19, 19] == -1 and canvas.final_segmentation()[19, 19, 19] == 0
