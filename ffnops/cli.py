@@ -67,6 +67,16 @@ COMMANDS: dict[str, Command] = {
             "ffnops.commands.train:run",
         ),
         Command(
+            "infer",
+            "Segment a volume with a registered model; write outputs; evaluate; log to MLflow.",
+            "ffnops.commands.infer:run",
+        ),
+        Command(
+            "evaluate",
+            "Score a segmentation against ground truth (VOI, adapted Rand, merges, splits).",
+            "ffnops.commands.evaluate:run",
+        ),
+        Command(
             "convert",
             "Copy a volume into another format (hdf5, n5, zarr, precomputed).",
             "ffnops.commands.convert:run",
@@ -111,9 +121,15 @@ def _quote(value: str) -> str:
 
 def quote_values(overrides: Sequence[str]) -> list[str]:
     """Quotes values Hydra's grammar would misread: URIs with '#' (``h5://f.h5#raw``, also inside
-    a list) and boxes (``bbox=0:64,0:64,0:64``, which Hydra would take for a sweep)."""
+    a list) and boxes (``bbox=0:64,0:64,0:64``, which Hydra would take for a sweep).
+
+    ``model=models:/NAME@ALIAS`` becomes ``model_uri=...``: ``model`` is also the name of a
+    config group, which Hydra would try to select.
+    """
     quoted = []
     for item in overrides:
+        if item.startswith("model=models:/"):
+            item = "model_uri=" + item[len("model=") :]
         match = _OVERRIDE.match(item)
         if match:
             value = match["value"]

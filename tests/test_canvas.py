@@ -4,32 +4,15 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
-import torch
 from skimage.metrics import adapted_rand_error
-from torch import nn
 
 from ffnops.ffn.canvas import Canvas, run_canvas, run_canvases
 from ffnops.ffn.movement import FaceMaxPolicy
 from ffnops.ffn.options import InferenceOptions
+from ffnops.ffn.oracle import OracleFFN
 from ffnops.ffn.predictor import TorchPredictor
 from ffnops.ffn.seeds import grid_seeds, peak_seeds
 from ffnops.sample_data import sample_path
-
-
-class OracleFFN(nn.Module):
-    """Predicts from ground truth: the "image" channel carries label ids, and the object is the
-    label under the most confident voxel of the seed channel. Confidence falls slightly with the
-    distance from the FOV centre, so face maxima sit at face centres rather than at the first
-    corner of a tie (a real network's logits are never flat)."""
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        labels, seed = inputs[:, 0], inputs[:, 1]
-        best = seed.reshape(len(seed), -1).argmax(1)
-        target = labels.reshape(len(labels), -1).gather(1, best[:, None])
-        inside = (labels == target[:, :, None, None].reshape(-1, 1, 1, 1)) & (labels > 0)
-        axes = [torch.arange(n, dtype=torch.float32) - n // 2 for n in labels.shape[1:]]
-        distance = torch.sqrt(sum(a**2 for a in torch.meshgrid(*axes, indexing="ij")))
-        return torch.where(inside, 4.0 - 0.01 * distance, -4.0)[:, None]
 
 
 def crop_labels(size: int = 64) -> np.ndarray:

@@ -143,3 +143,12 @@ def test_values_hydra_would_misread_are_quoted() -> None:
     assert quote_values(["volumes=[a:h5://p.h5#x,b:n5://q.n5]"]) == [
         "volumes=['a:h5://p.h5#x',b:n5://q.n5]"
     ]
+
+
+def test_model_uri_shorthand() -> None:
+    from ffnops.cli import quote_values
+
+    assert quote_values(["model=models:/ffn@champion", "model=tiny"]) == [
+        "model_uri=models:/ffn@champion",
+        "model=tiny",  # a config group choice stays one
+    ]

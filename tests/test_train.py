@@ -94,6 +94,7 @@ def test_train_logs_and_registers_a_loadable_model(workdir: Path) -> None:
     version = client.get_model_version_by_alias("ffn", "champion")
     assert version.tags["ffnops.fov_size"] == "[17, 17, 17]"
     assert version.tags["ffnops.move_threshold"] == "0.9"
+    assert version.tags["ffnops.fov_policy"] == '"fixed"'  # JSON values
     mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlflow.db")
     model = mlflow.pytorch.load_model("models:/ffn@champion")
     assert isinstance(model, ConvStack3DFFNModel) and model.fov_size == (17, 17, 17)

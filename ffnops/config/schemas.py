@@ -12,6 +12,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from ffnops.ffn.options import InferenceOptions
+
 
 @dataclass
 class ModelConfig:
@@ -81,6 +83,7 @@ class TrackingConfig:
     run_name: str | None = None
     model_name: str = "ffn"
     alias: str | None = None
+    inference_experiment: str = "inference"
     log_images_every_n_steps: int = 500
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -214,3 +217,34 @@ class TrainCommand:
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
     resume: str | None = None
+
+
+@dataclass
+class InferCommand:
+    """``ffnops infer model=models:/NAME@ALIAS image=URI output=URI``: FFN inference."""
+
+    model_uri: str = "models:/ffn@champion"  # `model=models:/...` on the command line sets this
+    image: str = MISSING
+    output: str = MISSING
+    bbox: str | None = None
+    groundtruth: str | None = None
+    mask: str | None = None
+    image_mean: float | None = None
+    image_stddev: float | None = None
+    overwrite: bool = False
+    inference: InferenceOptions = field(default_factory=InferenceOptions)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+@dataclass
+class EvaluateCommand:
+    """``ffnops evaluate seg=URI gt=URI``: VOI, adapted Rand error, false merges and splits."""
+
+    seg: str = MISSING
+    gt: str = MISSING
+    bbox: str | None = None
+    min_overlap: int = 100
+    run_id: str | None = None
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -34,6 +34,8 @@ COMMAND_SCHEMAS: dict[str, type] = {
     "partitions": schemas.PartitionsCommand,
     "coordinates": schemas.CoordinatesCommand,
     "train": schemas.TrainCommand,
+    "infer": schemas.InferCommand,
+    "evaluate": schemas.EvaluateCommand,
 }
 
 

@@ -90,6 +90,11 @@ class Canvas:
 
     # ---- one FOV ------------------------------------------------------------------------------
 
+    @property
+    def fov_radius(self) -> Vec3:
+        """How far a FOV centre must stay from the faces (z, y, x)."""
+        return as_vec3([f // 2 for f in self.fov_size])
+
     def fov_box(self, pos: Sequence[int]) -> tuple[slice, slice, slice]:
         return tuple(  # type: ignore[return-value]
             slice(p - m, p + m + 1) for p, m in zip(pos, self.margin, strict=True)

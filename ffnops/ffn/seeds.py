@@ -49,7 +49,7 @@ def peak_seeds(
         distance[mask] = -1
     distance[~np.isfinite(distance)] = -1
     distance += np.random.RandomState(42).rand(*distance.shape) * 1e-4
-    peaks = peak_local_max(distance, min_distance=3, threshold_abs=0, threshold_rel=0)  # type: ignore[no-untyped-call]
+    peaks = peak_local_max(distance, min_distance=3, threshold_abs=0, threshold_rel=0)
     order = np.lexsort(peaks.T[::-1])  # ascending by z, then y, then x
     return _inside(peaks[order], image.shape, margin)
 

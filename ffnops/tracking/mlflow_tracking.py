@@ -8,6 +8,7 @@ inference needs as version tags, and optionally an alias (``models:/ffn@champion
 
 from __future__ import annotations
 
+import json
 import subprocess
 import urllib.error
 import urllib.request
@@ -139,17 +140,10 @@ def register_model(
         )
     client = MlflowClient(tracking_uri=tracking_uri)
     version = str(info.registered_model_version)
-    for key, value in settings.items():
-        client.set_model_version_tag(model_name, version, SETTINGS_PREFIX + key, str(value))
+    for key, value in settings.items():  # JSON, so lists and numbers read back as such
+        client.set_model_version_tag(model_name, version, SETTINGS_PREFIX + key, json.dumps(value))
     if description:
         client.update_model_version(model_name, version, description=description)
     if alias:
         client.set_registered_model_alias(model_name, alias, version)
     return client.get_model_version(model_name, version)
-
-
-def model_settings(tracking_uri: str, model_name: str, version: str) -> dict[str, str]:
-    """The ``ffnops.*`` tags of a registered model version (what :func:`register_model` stored)."""
-    client = MlflowClient(tracking_uri=tracking_uri)
-    tags = client.get_model_version(model_name, version).tags
-    return {k[len(SETTINGS_PREFIX) :]: v for k, v in tags.items() if k.startswith(SETTINGS_PREFIX)}

@@ -37,6 +37,30 @@ def slices_figure(preview: dict[str, np.ndarray], title: str) -> Figure:
     return fig
 
 
+def overlay_figure(image: np.ndarray, labels: np.ndarray, title: str) -> Figure:
+    """Orthogonal centre slices (xy, xz, yz) of the image with the segmentation in colour."""
+    centre = [n // 2 for n in image.shape]
+    planes = {
+        "xy": (image[centre[0]], labels[centre[0]]),
+        "xz": (image[:, centre[1]], labels[:, centre[1]]),
+        "yz": (image[:, :, centre[2]], labels[:, :, centre[2]]),
+    }
+    rng = np.random.default_rng(0)
+    palette = rng.uniform(0.2, 1.0, (int(labels.max()) + 1, 3))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.5), constrained_layout=True)
+    for ax, (plane, (gray, ids)) in zip(axes, planes.items(), strict=True):
+        ax.imshow(gray, cmap="gray", interpolation="nearest")
+        colours = np.zeros((*ids.shape, 4))
+        colours[..., :3] = palette[ids]
+        colours[..., 3] = np.where(ids > 0, 0.45, 0.0)
+        ax.imshow(colours, interpolation="nearest")
+        ax.set_title(plane)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title)
+    return fig
+
+
 class PicturesCallback(pl.Callback):
     """Every ``every_n_steps``, logs the last finished example's slices to the MLflow run."""
 

@@ -1,0 +1,213 @@
+"""``ffnops infer``: segment a box of a volume with a registered model (FFN_SPEC section 6).
+
+Model settings stored at registration (FOV, deltas, image mean/stddev, pad value, init activation,
+move threshold) apply unless given on the command line. The segmentation goes to ``output``
+through the output-sink plugins; with ``groundtruth`` it is scored; the run is logged to MLflow
+in the ``tracking.inference_experiment`` experiment, linked to the model version.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from ffnops.errors import FfnopsError, VolumeError, VolumeExistsError
+from ffnops.ffn.canvas import Canvas, run_canvas
+from ffnops.ffn.geometry import Vec3
+from ffnops.ffn.metrics import score_segmentation
+from ffnops.ffn.options import InferenceOptions
+from ffnops.ffn.predictor import TorchPredictor
+from ffnops.ffn.seeds import grid_seeds, peak_seeds
+from ffnops.segmentation import SeedOrigin, SegmentationResult
+from ffnops.tracking.mlflow_tracking import check_tracking_uri, flatten
+from ffnops.tracking.pictures import overlay_figure
+from ffnops.tracking.registry import RegisteredModel, load_registered_model
+from ffnops.volume import BBox
+from ffnops.volumes import open_volume, write_segmentation
+
+MODEL_OPTIONS = ("pad_value", "init_activation", "move_threshold")
+# EM images are uint8 or float32; integer ids are accepted as images for the oracle network.
+IMAGE_DTYPES = ("uint8", "uint16", "uint32", "float32")
+
+
+def given_on_command_line(key: str) -> bool:
+    """True if the user set ``key`` (e.g. ``inference.pad_value``) as an override."""
+    try:
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:
+        return False
+    return any(o.lstrip("+~").split("=", 1)[0] == key for o in overrides)
+
+
+def effective_options(cfg: DictConfig, registered: RegisteredModel) -> InferenceOptions:
+    """The inference group's options, with the model's stored ones unless set by the user."""
+    options: InferenceOptions = OmegaConf.to_object(cfg.inference)  # type: ignore[assignment]
+    stored: dict[str, Any] = {
+        k: float(registered.settings[k])
+        for k in MODEL_OPTIONS
+        if k in registered.settings and not given_on_command_line(f"inference.{k}")
+    }
+    return replace(options, **stored)
+
+
+def refuse_existing_output(uri: str, overwrite: bool) -> None:
+    """Checked before any work: an existing output is kept unless ``overwrite=true``."""
+    if overwrite:
+        return
+    try:
+        open_volume(uri).close()
+    except VolumeError:
+        return
+    raise VolumeExistsError(f"{uri} already exists; pass overwrite=true to replace it")
+
+
+def device_name(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def run(cfg: DictConfig) -> None:
+    check_tracking_uri(cfg.tracking.tracking_uri)
+    refuse_existing_output(cfg.output, cfg.overwrite)
+    registered = load_registered_model(cfg.tracking.tracking_uri, cfg.model_uri)
+    settings = registered.settings
+    fov, deltas = settings.get("fov_size"), settings.get("deltas")
+    model_fov = getattr(registered.model, "fov_size", None)
+    fov = list(fov or model_fov or [])
+    if len(fov) != 3 or not deltas:
+        raise FfnopsError(f"{cfg.model_uri}: the model version has no fov_size/deltas settings")
+    options = effective_options(cfg, registered)
+    mean = cfg.image_mean if cfg.image_mean is not None else settings.get("image_mean")
+    stddev = cfg.image_stddev if cfg.image_stddev is not None else settings.get("image_stddev")
+    if mean is None or stddev is None:
+        raise FfnopsError(
+            f"{cfg.model_uri} stores no image_mean/image_stddev; set them on the command line"
+        )
+
+    with open_volume(cfg.image, dtypes=IMAGE_DTYPES) as volume:
+        box = BBox.parse(cfg.bbox) if cfg.bbox else BBox.from_shape(volume.shape)
+        if any(f > n for f, n in zip(fov, box.size, strict=True)):
+            raise FfnopsError(
+                f"the model's FOV {tuple(fov)} is larger than the box [{box}] of size {box.size}"
+            )
+        raw = volume.read(box)
+        voxel_size, offset = volume.voxel_size, volume.offset
+    mask = None
+    if cfg.mask:
+        with open_volume(cfg.mask) as mask_volume:
+            mask = np.asarray(mask_volume.read(box)) > 0
+    image = (raw.astype(np.float32) - np.float32(mean)) / np.float32(stddev)
+    canvas = Canvas(image, tuple(fov), tuple(deltas), options, mask=mask)  # type: ignore[arg-type]
+    if options.seed_policy == "peaks":
+        seeds = peak_seeds(image, canvas.fov_radius, mask, voxel_size)
+    elif options.seed_policy == "grid":
+        seeds = grid_seeds(image.shape, canvas.fov_radius, **options.seed_policy_args)
+    else:
+        raise FfnopsError(
+            f"inference.seed_policy must be peaks or grid, got {options.seed_policy!r}"
+        )
+    predictor = TorchPredictor(
+        registered.model,
+        device_name(cfg.executor.device),
+        cfg.executor.precision,
+        cfg.executor.channels_last,
+    )
+    if cfg.executor.num_threads:
+        torch.set_num_threads(cfg.executor.num_threads)
+
+    started = time.perf_counter()
+    bar = tqdm(seeds, desc="infer", unit="seed")
+
+    def with_progress() -> Iterator[Vec3]:
+        for pos in bar:
+            yield pos
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            bar.set_postfix(
+                objects=canvas.counters.objects,
+                voxels=canvas.counters.voxels_segmented,
+                steps_s=f"{canvas.counters.network_calls / elapsed:.1f}",
+                refresh=False,
+            )
+
+    run_canvas(canvas.segment_all(with_progress()), predictor)
+    bar.close()
+    seconds = time.perf_counter() - started
+    labels = canvas.final_segmentation()
+    result = SegmentationResult(
+        labels=labels,
+        offset=tuple(o + s for o, s in zip(offset, box.start, strict=True)),  # type: ignore[arg-type]
+        voxel_size=voxel_size,
+        origins={i: SeedOrigin(o.start, o.iters, o.walltime_s) for i, o in canvas.origins.items()},
+        counters={**canvas.counters.as_dict(), "seconds": seconds},
+        image_uri=cfg.image,
+    )
+    written = write_segmentation(result, cfg.output, overwrite=cfg.overwrite)
+    metrics: dict[str, float] = {
+        "seconds": seconds,
+        "objects": float(canvas.counters.objects),
+        "network_calls": float(canvas.counters.network_calls),
+        "voxels_segmented": float(canvas.counters.voxels_segmented),
+        "voxels_per_s": canvas.counters.voxels_segmented / max(seconds, 1e-9),
+        "fov_steps_per_s": canvas.counters.network_calls / max(seconds, 1e-9),
+        "ms_per_step": 1000 * seconds / max(canvas.counters.network_calls, 1),
+    }
+    if cfg.groundtruth:
+        with open_volume(cfg.groundtruth) as gt_volume:
+            gt_box = box if gt_volume.shape == volume.shape else BBox.from_shape(gt_volume.shape)
+            scores = score_segmentation(labels, np.asarray(gt_volume.read(gt_box)))
+        metrics.update({f"eval/{k}": v for k, v in scores.as_dict().items()})
+    log_inference_run(cfg, registered, options, metrics, raw, labels, box)
+    print(
+        f"wrote {written}: {canvas.counters.objects} objects, {canvas.counters.network_calls} "
+        f"FOV steps in {seconds:.1f} s ({metrics['ms_per_step']:.1f} ms/step)"
+    )
+    for key, value in metrics.items():
+        if key.startswith("eval/"):
+            print(f"  {key[5:]:<20} {value:.4f}")
+
+
+def log_inference_run(
+    cfg: DictConfig,
+    registered: RegisteredModel,
+    options: InferenceOptions,
+    metrics: dict[str, float],
+    image: np.ndarray,
+    labels: np.ndarray,
+    box: BBox,
+) -> None:
+    """One MLflow run per inference, linked to the model version, with an overlay picture."""
+    mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
+    mlflow.set_experiment(cfg.tracking.inference_experiment)
+    with mlflow.start_run(run_name=cfg.tracking.run_name) as run:
+        params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+        params.update({f"effective.{k}": str(v) for k, v in vars(options).items()})
+        params["bbox"] = str(box)
+        mlflow.log_params(params)
+        mlflow.set_tags(
+            {
+                "ffnops.model_uri": registered.uri,
+                "ffnops.model_name": registered.name,
+                "ffnops.model_version": registered.version,
+                "ffnops.output": cfg.output,
+                "ffnops.image": cfg.image,
+            }
+        )
+        mlflow.log_metrics(metrics)
+        figure = overlay_figure(
+            image, labels, f"{registered.uri} on {Path(str(cfg.image)).name} [{box}]"
+        )
+        mlflow.log_figure(figure, "segmentation_overlay.png")
+        plt.close(figure)
+        print(f"MLflow run {run.info.run_id} in experiment {cfg.tracking.inference_experiment!r}")

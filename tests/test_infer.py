@@ -1,0 +1,134 @@
+"""`ffnops infer` and `ffnops evaluate` from the command line, with a registered oracle network."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ffnops.ffn.oracle import OracleFFN
+from ffnops.sample_data import sample_path
+from ffnops.tracking.mlflow_tracking import register_model
+from ffnops.volumes import open_volume, write_array
+
+SAMPLE = sample_path("fib25_crop.h5")
+LABELS = f"h5://{SAMPLE}#labels"
+
+
+def ffnops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ffnops", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A sqlite store holding the oracle as models:/oracle@truth (FOV 17, deltas 4)."""
+    path = tmp_path_factory.mktemp("infer")
+    uri = f"sqlite:///{path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(client.create_experiment("models"))
+    settings = {
+        "fov_size": [17, 17, 17],
+        "deltas": [4, 4, 4],
+        "image_mean": 0.0,
+        "image_stddev": 1.0,
+        "pad_value": 0.05,
+        "init_activation": 0.95,
+        "move_threshold": 0.9,
+    }
+    register_model(
+        uri, run.info.run_id, OracleFFN((17, 17, 17), (4, 4, 4)), "oracle", settings, alias="truth"
+    )
+    return path, uri
+
+
+def infer_args(uri: str, *extra: str) -> list[str]:
+    return [
+        "infer",
+        "model=models:/oracle@truth",
+        f"image={LABELS}",
+        f"tracking.tracking_uri={uri}",
+        "bbox=0:64,0:64,0:64",
+        "inference.min_segment_size=100",
+        *extra,
+    ]
+
+
+def test_infer_segments_writes_evaluates_and_logs(store: tuple[Path, str]) -> None:
+    path, uri = store
+    # Seeds on a grid: peaks of a label image are few (its only "edges" are object boundaries).
+    extra = (
+        f"output=zarr://{path}/seg.zarr",
+        f"groundtruth={LABELS}",
+        "inference.seed_policy=grid",
+    )
+    proc = ffnops(*infer_args(uri, *extra), cwd=path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "infer: 100%" in proc.stderr and "objects=" in proc.stderr  # the progress bar
+    with open_volume(f"zarr://{path}/seg.zarr") as volume:
+        seg = volume.read()
+        assert volume.shape == (64, 64, 64)
+    with open_volume(LABELS) as gt:
+        labels = gt.read()[:64, :64, :64]
+    assert len(np.unique(seg)) >= 5  # background and the 4 objects FOV centres can reach
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("inference").experiment_id])
+    assert run.data.tags["ffnops.model_uri"] == "models:/oracle@truth"
+    assert run.data.tags["ffnops.model_version"] == "1"
+    assert run.data.params["effective.move_threshold"] == "0.9"
+    assert run.data.metrics["objects"] == len(np.unique(seg)) - 1
+    assert run.data.metrics["eval/adapted_rand_error"] < 0.1
+    assert run.data.metrics["network_calls"] > 10
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["segmentation_overlay.png"]
+    # evaluate agrees with the numbers infer logged
+    proc = ffnops("evaluate", f"seg=zarr://{path}/seg.zarr", f"gt={LABELS}", cwd=path)
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("adapted_rand_error"))
+    assert float(line.split()[1]) == pytest.approx(
+        run.data.metrics["eval/adapted_rand_error"], abs=1e-4
+    )
+    assert labels.shape == seg.shape
+
+
+def test_unknown_alias_lists_registered_models(store: tuple[Path, str]) -> None:
+    path, uri = store
+    proc = ffnops(
+        *infer_args(uri, "model=models:/oracle@champion", "output=zarr://x.zarr"), cwd=path
+    )
+    assert proc.returncode == 2
+    assert "registered models: oracle (@truth)" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["bbox=0:10,0:64,0:64"], "larger than the box"),
+        (["bbox=0:64,0:64,100:200"], "outside the volume"),
+        (["image=h5://nope.h5#raw"], "file not found: nope.h5"),
+    ],
+)
+def test_bad_inference_input(store: tuple[Path, str], extra: list[str], expected: str) -> None:
+    path, uri = store
+    proc = ffnops(*infer_args(uri, "output=zarr://bad.zarr", *extra), cwd=path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert expected in proc.stderr and "Traceback" not in proc.stderr
+    assert not (path / "bad.zarr").exists()
+
+
+def test_existing_output_is_refused_before_any_work(store: tuple[Path, str]) -> None:
+    path, uri = store
+    write_array(f"zarr://{path}/taken.zarr", np.ones((4, 4, 4), np.uint32))
+    proc = ffnops(*infer_args(uri, f"output=zarr://{path}/taken.zarr"), cwd=path)
+    assert proc.returncode == 2 and "already exists; pass overwrite=true" in proc.stderr
+    assert "seed/s" not in proc.stderr  # refused before any seed was tried (no progress bar)
+    with open_volume(f"zarr://{path}/taken.zarr") as volume:
+        assert (volume.read() == 1).all()  # untouched
