@@ -1,0 +1,1 @@
+"""Bridges to Google's FFN: its TensorFlow checkpoints and its inference requests."""

@@ -1,0 +1,160 @@
+"""Google's FFN artefacts in ffnops terms: ConvStack3D checkpoints and inference requests.
+
+Checkpoint variables ``seed_update/conv0_a``, ``conv0_b``, ``conv{i}_a|b`` (i = 1..depth-1) and
+``conv_lom`` map one to one onto :class:`ffnops.ffn.model.ConvStack3DFFNModel`; TensorFlow's
+kernel layout ``[kz, ky, kx, in, out]`` becomes PyTorch's ``[out, in, kz, ky, kx]`` (both
+cross-correlate and SAME padding equals padding 1, so no flip or shift). Google's (x, y, z) proto
+vectors are reversed to (z, y, x).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from ffnops.ffn.model import ConvStack3DFFNModel
+from ffnops.interop.tf_checkpoint import CheckpointError
+
+SCOPE = "seed_update"
+
+
+def checkpoint_depth(variables: Mapping[str, Any]) -> int:
+    """The ConvStack3D depth a checkpoint's variables describe (1 stem + residual modules)."""
+    stems = [
+        int(m[1]) for k in variables if (m := re.fullmatch(rf"{SCOPE}/conv(\d+)_a/weights", k))
+    ]
+    if not stems:
+        raise CheckpointError(
+            f"not an FFN ConvStack3D checkpoint: no {SCOPE}/conv*_a/weights variables "
+            f"(found {sorted(variables)[:5]}...)"
+        )
+    return max(stems) + 1
+
+
+def model_from_checkpoint(
+    variables: Mapping[str, npt.NDArray[np.generic]],
+    fov_size: Sequence[int] = (33, 33, 33),
+    deltas: Sequence[int] = (8, 8, 8),
+    depth: int | None = None,
+    features: int | None = None,
+) -> ConvStack3DFFNModel:
+    """Builds the PyTorch model and copies every checkpoint weight into it, checking shapes."""
+    found_depth = checkpoint_depth(variables)
+    if depth is not None and depth != found_depth:
+        raise CheckpointError(f"asked for depth {depth}, the checkpoint has depth {found_depth}")
+    stem = variables.get(f"{SCOPE}/conv0_a/weights")
+    if stem is None:
+        raise CheckpointError(f"variable {SCOPE}/conv0_a/weights is missing")
+    found_features = int(stem.shape[-1])
+    if features is not None and features != found_features:
+        raise CheckpointError(
+            f"asked for {features} features, the checkpoint has {found_features} "
+            f"({SCOPE}/conv0_a/weights has shape {stem.shape})"
+        )
+    model = ConvStack3DFFNModel(fov_size, deltas, depth=found_depth, features=found_features)
+    layers: dict[str, torch.nn.Conv3d] = {"conv0_a": model.conv0_a, "conv0_b": model.conv0_b}
+    for i, module in enumerate(model.residual, start=1):
+        layers[f"conv{i}_a"], layers[f"conv{i}_b"] = module.conv_a, module.conv_b
+    layers["conv_lom"] = model.conv_lom
+    with torch.no_grad():
+        for name, conv in layers.items():
+            for tf_name, param, to_torch in (
+                ("weights", conv.weight, lambda a: a.transpose(4, 3, 0, 1, 2)),
+                ("biases", conv.bias, lambda a: a),
+            ):
+                key = f"{SCOPE}/{name}/{tf_name}"
+                expected = tuple(param.shape)  # type: ignore[union-attr]
+                tf_expected = (
+                    (*expected[2:], expected[1], expected[0]) if tf_name == "weights" else expected
+                )
+                if key not in variables:
+                    raise CheckpointError(
+                        f"variable {key} is missing (expected shape {tf_expected})"
+                    )
+                value = np.asarray(variables[key], dtype=np.float32)
+                if value.shape != tf_expected:
+                    raise CheckpointError(
+                        f"variable {key} has shape {value.shape}, expected {tf_expected}"
+                    )
+                param.copy_(torch.from_numpy(np.ascontiguousarray(to_torch(value))))  # type: ignore[union-attr]
+    return model
+
+
+def parse_text_proto(text: str) -> dict[str, Any]:
+    """A small reader for Google's inference-request ``.pbtxt`` (nested messages, scalars).
+
+    Repeated fields become lists; strings are unquoted (with escapes resolved).
+    """
+    tokens = re.findall(r'"(?:[^"\\]|\\.)*"|[{}:]|[^\s{}:"]+', re.sub(r"#[^\n]*", "", text))
+    pos = 0
+
+    def parse_message() -> dict[str, Any]:
+        nonlocal pos
+        message: dict[str, Any] = {}
+        while pos < len(tokens) and tokens[pos] != "}":
+            key = tokens[pos]
+            pos += 1
+            if tokens[pos] == ":":
+                pos += 1
+            if tokens[pos] == "{":
+                pos += 1
+                value: Any = parse_message()
+                pos += 1  # the closing brace
+            else:
+                value = _scalar(tokens[pos])
+                pos += 1
+            if key in message:
+                existing = message[key]
+                message[key] = (
+                    [*existing, value] if isinstance(existing, list) else [existing, value]
+                )
+            else:
+                message[key] = value
+        return message
+
+    return parse_message()
+
+
+def _scalar(token: str) -> Any:
+    if token.startswith('"'):
+        return token[1:-1].encode().decode("unicode_escape")
+    for cast in (int, float):
+        try:
+            return cast(token)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(token, token)
+
+
+def request_settings(request: Mapping[str, Any]) -> dict[str, Any]:
+    """ffnops inference settings from a parsed inference request, axes reversed to (z, y, x)."""
+    options = dict(request.get("inference_options", {}))
+    settings: dict[str, Any] = {}
+    for key in (
+        "init_activation",
+        "pad_value",
+        "move_threshold",
+        "segment_threshold",
+        "disco_seed_threshold",
+    ):
+        if key in options:
+            settings[key] = float(options[key])
+    if "min_segment_size" in options:
+        settings["min_segment_size"] = int(options["min_segment_size"])
+    if "min_boundary_dist" in options:
+        d = options["min_boundary_dist"]
+        settings["min_boundary_dist"] = [int(d.get("z", 0)), int(d.get("y", 0)), int(d.get("x", 0))]
+    for key in ("image_mean", "image_stddev"):
+        if key in request:
+            settings[key] = float(request[key])
+    policy = str(request.get("seed_policy", ""))
+    if policy:
+        settings["seed_policy"] = {"PolicyPeaks": "peaks", "PolicyGrid3d": "grid"}.get(
+            policy, policy
+        )
+    return settings
