@@ -1,6 +1,6 @@
 """Training throughput of ffnops against a bare PyTorch loop doing the same FOV steps.
 
-Two contenders train the same network (``ConvStack3DFFNModel``, same seeded initial weights) with
+The contenders train the same network (``ConvStack3DFFNModel``, same seeded initial weights) with
 the same optimiser (plain SGD, lr 1e-3, gradients clipped elementwise to +-0.7):
 
 * **ffnops**: the real pipeline -- ``FFNDataModule`` (coordinate file, ``FovExamples`` read
@@ -14,26 +14,35 @@ the same optimiser (plain SGD, lr 1e-3, gradients clipped elementwise to +-0.7):
   (B, 1, f, f, f) (the first FOV of the first examples of the same coordinate file, built with
   ffnops's ``FovStepper``), doing zero_grad, forward, BCE-with-logits (mean), backward,
   ``clip_grad_value_``, ``SGD.step`` and writing the new logits back into a (B, P, P, P) canvas
-  each iteration. It reads no data and moves no FOV.
+  each iteration. It reads no data and moves no FOV;
+* **lightning** (unless ``--no-lightning``): the bare loop's step as the ``training_step`` of a
+  minimal LightningModule, fed by a DataLoader of nothing, under the same ``pl.Trainer``
+  settings as ffnops. It splits ffnops's overhead into Lightning's share (lightning - bare) and
+  ffnops's own (ffnops - lightning: data, FOV slots, metrics, logging).
 
 ``--precision bf16`` runs the forward and loss under ``torch.autocast("cpu", torch.bfloat16)``
-in the bare loop and ``Trainer(precision="bf16-mixed")`` (the same autocast) for ffnops.
+in the bare loop and ``Trainer(precision="bf16-mixed")`` (the same autocast) otherwise.
 ``--channels-last`` puts the weights in ``channels_last_3d`` (ffnops: ``FFNTrainingModule(...,
-channels_last=True)``) and converts each step's input batch to it (both sides).
+channels_last=True)``) and converts each step's input batch to it (all contenders).
 
 Data: partitions (``compute_partitions``, Google's FIB-25 thresholds, lom_radius 8, min_size
 1000) and balanced coordinates (margin = patch radius) of the FIB-25 crop bundled with ffnops,
-written to a temporary directory with ffnops's own functions.
+written to a temporary directory with ffnops's own functions. With the reference's move
+threshold (``--threshold 0.9``) an untrained network accepts no move, so every ffnops example
+ends after one FOV step and each step starts ``batch size`` new examples: early training, the
+data pipeline's worst case. ``--threshold 0.001`` accepts every move (27 FOV steps per example,
+as a network that has learnt to fill big objects). The printed examples/step shows which.
 
 Timing: a *block* runs ``--warmup`` + ``--steps`` training steps of one contender, from fresh
 weights (ffnops: a fresh module, data module and Trainer; its DataLoader workers start inside the
-warm-up). ``time.perf_counter()`` is read at the end of every step (ffnops: a Callback's
+warm-up). ``time.perf_counter()`` is read at the end of every step (Lightning: a Callback's
 ``on_train_batch_end``); a block's time per step is the steady-state window after the warm-up
-divided by ``--steps``. Each of ``--repeats`` rounds runs one block of each contender back to
-back, alternating who goes first, so background load on a shared machine hits both alike. The
-table shows the median over rounds of each contender's time per step, steps/s and FOV
-examples/s (steps/s x batch size), and the median of the per-round ffnops/bare ratio of times
-per step. The target is a ratio <= 1.10; the exit status is 1 if it is missed.
+divided by ``--steps``. Each of ``--repeats`` rounds runs one block of every contender back to
+back, reversing the order every other round, so background load on a shared machine hits all
+alike. The table shows the median over rounds of each contender's time per step, steps/s and
+FOV examples/s (steps/s x batch size), and the median of the per-round ratio of its time per
+step to the bare loop's. The target is ffnops <= 1.10 x bare; the exit status is 1 if missed.
+The load average is printed before and after: results taken under other load are noise.
 
 ``--profile`` then runs one more ffnops block with cProfile enabled for its steady-state window
 only (main process; time spent in DataLoader workers shows up as waiting for the next example)
@@ -43,7 +52,8 @@ Run::
 
     python benchmarks/training.py [--model tiny|fib25] [--steps N] [--warmup N] [--repeats N]
                                   [--batch-size 4] [--precision 32|bf16] [--channels-last]
-                                  [--num-workers 1] [--threads N] [--profile]
+                                  [--threshold 0.9] [--num-workers 1] [--threads N]
+                                  [--no-lightning] [--profile]
 """
 
 from __future__ import annotations
@@ -63,7 +73,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +84,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
 from ffnops.data.coordinate_file import save_coordinates
 from ffnops.data.dataset import Dataset
@@ -114,14 +125,14 @@ class ModelSpec:
 
 
 MODELS = {
-    "tiny": ModelSpec(fov=17, deltas=4, depth=2, features=8, steps=40, warmup=5, repeats=5),
-    "fib25": ModelSpec(fov=33, deltas=8, depth=12, features=32, steps=2, warmup=1, repeats=1),
+    "tiny": ModelSpec(fov=17, deltas=4, depth=2, features=8, steps=30, warmup=3, repeats=9),
+    "fib25": ModelSpec(fov=33, deltas=8, depth=12, features=32, steps=1, warmup=1, repeats=1),
 }
 
 
 @dataclass(frozen=True)
 class Workload:
-    """What both contenders train: initial weights, the data, and the fixed bare batch."""
+    """What the contenders train: initial weights, the data, and the fixed bare batch."""
 
     model: nn.Module
     geometry: TrainingGeometry
@@ -258,8 +269,7 @@ class StepClock(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
     ) -> None:
         self.times.append(time.perf_counter())
-        assert isinstance(pl_module, FFNTrainingModule)
-        self.examples.append(pl_module.examples_done)
+        self.examples.append(int(getattr(pl_module, "examples_done", 0)))
         if self.profiler is not None and len(self.times) == self.warmup:
             self.profiler.enable()
 
@@ -268,27 +278,9 @@ class StepClock(pl.Callback):
             self.profiler.disable()
 
 
-def ffnops_block(
-    work: Workload, args: argparse.Namespace, profiler: cProfile.Profile | None = None
-) -> Block:
-    """``warmup + steps`` steps of ``pl.Trainer.fit`` on the ffnops module and data module."""
-    module = FFNTrainingModule(
-        copy.deepcopy(work.model),
-        lambda params: torch.optim.SGD(params, lr=LR),
-        work.geometry,
-        batch_size=args.batch_size,
-        channels_last=args.channels_last,
-    )
-    data = FFNDataModule(
-        str(work.coordinates),
-        work.datasets,
-        work.geometry.patch_size,
-        Augmentation(),
-        val_fraction=0,
-        num_workers=args.num_workers,
-    )
-    clock = StepClock(args.warmup, profiler)
-    trainer = pl.Trainer(
+def make_trainer(args: argparse.Namespace, clock: StepClock) -> pl.Trainer:
+    """The Trainer both Lightning contenders run under (the brief's CPU settings)."""
+    return pl.Trainer(
         accelerator="cpu",
         devices=1,
         precision="bf16-mixed" if args.precision == "bf16" else "32-true",
@@ -302,9 +294,12 @@ def ffnops_block(
         gradient_clip_algorithm="value",
         callbacks=[clock],
     )
-    trainer.fit(module, data)
+
+
+def steady_block(clock: StepClock, args: argparse.Namespace) -> Block:
+    """Seconds per step (and examples per step) over the window after the warm-up."""
     if len(clock.times) != args.warmup + args.steps:
-        raise RuntimeError(f"ffnops ran {len(clock.times)} steps, expected {trainer.max_steps}")
+        raise RuntimeError(f"ran {len(clock.times)} steps, expected {args.warmup + args.steps}")
     w = args.warmup - 1
     return Block(
         (clock.times[-1] - clock.times[w]) / args.steps,
@@ -312,26 +307,103 @@ def ffnops_block(
     )
 
 
+def ffnops_block(
+    work: Workload, args: argparse.Namespace, profiler: cProfile.Profile | None = None
+) -> Block:
+    """``warmup + steps`` steps of ``pl.Trainer.fit`` on the ffnops module and data module."""
+    module = FFNTrainingModule(
+        copy.deepcopy(work.model),
+        lambda params: torch.optim.SGD(params, lr=LR),
+        work.geometry,
+        batch_size=args.batch_size,
+        threshold=args.threshold,
+        channels_last=args.channels_last,
+    )
+    data = FFNDataModule(
+        str(work.coordinates),
+        work.datasets,
+        work.geometry.patch_size,
+        Augmentation(),
+        val_fraction=0,
+        num_workers=args.num_workers,
+    )
+    clock = StepClock(args.warmup, profiler)
+    make_trainer(args, clock).fit(module, data)
+    return steady_block(clock, args)
+
+
+class FixedBatchModule(pl.LightningModule):
+    """The bare loop's step as a LightningModule: fixed batch, canvas write-back, nothing else."""
+
+    def __init__(self, work: Workload, batch_size: int, channels_last: bool) -> None:
+        super().__init__()
+        self.model = copy.deepcopy(work.model)
+        self.channels_last = channels_last
+        if channels_last:
+            self.model = self.model.to(memory_format=CHANNELS_LAST)  # type: ignore[call-overload]
+        self.inputs, self.targets = work.inputs, work.targets
+        patch = work.geometry.patch_size
+        self.canvas = torch.zeros((batch_size, *patch))
+        centre = [p // 2 for p in patch]
+        self.box = (slice(None), *fov_slices(centre, (0, 0, 0), work.geometry.fov_size))
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        inputs = self.inputs
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=CHANNELS_LAST)
+        logits = self.model(inputs)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), self.targets)
+        self.canvas[self.box] = logits.detach().float()[:, 0]
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.model.parameters(), lr=LR)
+
+    def train_dataloader(self) -> DataLoader[Any]:
+        return DataLoader(range(1 << 20), batch_size=None)
+
+
+def lightning_block(work: Workload, args: argparse.Namespace) -> Block:
+    """``warmup + steps`` steps of ``pl.Trainer.fit`` on :class:`FixedBatchModule`."""
+    clock = StepClock(args.warmup)
+    make_trainer(args, clock).fit(FixedBatchModule(work, args.batch_size, args.channels_last))
+    return steady_block(clock, args)
+
+
 # ---- measurement -----------------------------------------------------------------------------
 
 
-def rounds(work: Workload, args: argparse.Namespace) -> Iterator[tuple[Block, Block]]:
-    """(bare, ffnops) blocks per round, alternating which contender goes first."""
+Contender = Callable[[Workload, argparse.Namespace], Block]
+
+
+def contenders(args: argparse.Namespace) -> dict[str, Contender]:
+    named: dict[str, Contender] = {"bare": bare_block}
+    if args.lightning:
+        named["lightning"] = lightning_block
+    named["ffnops"] = ffnops_block
+    return named
+
+
+def rounds(work: Workload, args: argparse.Namespace) -> list[dict[str, Block]]:
+    """One block per contender per round, in reversed order every other round."""
+    named = contenders(args)
+    results = []
     for r in range(args.repeats):
-        if r % 2 == 0:
-            bare = bare_block(work, args)
-            ffn = ffnops_block(work, args)
-        else:
-            ffn = ffnops_block(work, args)
-            bare = bare_block(work, args)
+        order = list(named) if r % 2 == 0 else list(reversed(named))
+        blocks = {name: named[name](work, args) for name in order}
+        bare = blocks["bare"].seconds_per_step
+        parts = [
+            f"{name} {blocks[name].seconds_per_step * 1e3:.1f} ms"
+            + (f" ({blocks[name].seconds_per_step / bare:.3f})" if name != "bare" else "")
+            for name in named
+        ]
+        examples = blocks["ffnops"].examples_per_step
         print(
-            f"  round {r + 1}: bare {bare.seconds_per_step * 1e3:.1f} ms/step, "
-            f"ffnops {ffn.seconds_per_step * 1e3:.1f} ms/step "
-            f"({ffn.examples_per_step:.2f} examples finished/step), "
-            f"ratio {ffn.seconds_per_step / bare.seconds_per_step:.3f}",
+            f"  round {r + 1}: {', '.join(parts)} per step; ffnops {examples:.2f} examples/step",
             flush=True,
         )
-        yield bare, ffn
+        results.append(blocks)
+    return results
 
 
 def profile_ffnops(work: Workload, args: argparse.Namespace, top: int = 25) -> str:
@@ -374,9 +446,28 @@ def cpu_features() -> str:
     return f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}; {extra}"
 
 
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def versions() -> str:
     names = ("ffnops", "torch", "pytorch_lightning", "numpy")
     return ", ".join(f"{n} {importlib.metadata.version(n)}" for n in names)
+
+
+def summarise(results: list[dict[str, Block]], args: argparse.Namespace) -> list[Row]:
+    """Per contender: median seconds per step, median per-round ratio to the bare loop."""
+    rows = []
+    for name in contenders(args):
+        seconds = statistics.median(r[name].seconds_per_step for r in results)
+        ratio = statistics.median(
+            r[name].seconds_per_step / r["bare"].seconds_per_step for r in results
+        )
+        rows.append(Row(name, seconds, args.batch_size, None if name == "bare" else ratio))
+    return rows
 
 
 def table(rows: list[Row]) -> str:
@@ -414,7 +505,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--channels-last", action="store_true", help="channels_last_3d")
     parser.add_argument("--num-workers", type=int, default=1, help="ffnops DataLoader workers (1)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument(
+        "--threshold", type=float, default=0.9, help="FOV move threshold, probability (0.9)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
+    parser.add_argument(
+        "--no-lightning", dest="lightning", action="store_false", help="skip that contender"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile one more ffnops block")
     args = parser.parse_args(argv)
     spec = MODELS[args.model]
@@ -423,6 +520,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.repeats = spec.repeats if args.repeats is None else args.repeats
     if min(args.steps, args.warmup, args.repeats, args.batch_size, args.threads) < 1:
         parser.error("--steps, --warmup, --repeats, --batch-size and --threads must be >= 1")
+    if not 0 < args.threshold < 1:
+        parser.error("--threshold must be a probability in (0, 1)")
     if args.num_workers < 0:
         parser.error("--num-workers must be >= 0")
     return args
@@ -439,23 +538,20 @@ def main(argv: list[str] | None = None) -> int:
         f"Model {args.model}: ConvStack3D fov {spec.fov}^3, deltas {spec.deltas}, depth "
         f"{spec.depth}, {spec.features} features; batch {args.batch_size}; precision "
         f"{args.precision}; {'channels_last_3d' if args.channels_last else 'NCDHW'}; "
-        f"ffnops DataLoader workers {args.num_workers}"
+        f"move threshold {args.threshold}; ffnops DataLoader workers {args.num_workers}"
     )
     with tempfile.TemporaryDirectory(prefix="ffnops-train-bench-") as tmp:
         work = make_workload(spec, Path(tmp), args.batch_size, args.seed)
         print(
             f"{args.repeats} rounds of {args.warmup} warm-up + {args.steps} timed steps per "
-            "contender, alternating who goes first; medians over rounds; target ffnops time "
-            f"per step <= {TARGET_RATIO} x bare"
+            "contender, order reversed every other round; medians over rounds; target ffnops "
+            f"time per step <= {TARGET_RATIO} x bare; load average before: {load_average()}"
         )
-        results = list(rounds(work, args))
-        bare_s = statistics.median(b.seconds_per_step for b, _ in results)
-        ffnops_s = statistics.median(f.seconds_per_step for _, f in results)
-        ratio = statistics.median(f.seconds_per_step / b.seconds_per_step for b, f in results)
-        rows = [
-            Row("bare", bare_s, args.batch_size),
-            Row("ffnops", ffnops_s, args.batch_size, ratio),
-        ]
+        results = rounds(work, args)
+        print(f"Load average after: {load_average()}")
+        rows = summarise(results, args)
+        ratio = rows[-1].ratio
+        assert ratio is not None
         print()
         print(table(rows))
         verdict = "PASS" if ratio <= TARGET_RATIO else "FAIL"

@@ -77,6 +77,11 @@ COMMANDS: dict[str, Command] = {
             "ffnops.commands.evaluate:run",
         ),
         Command(
+            "import-checkpoint",
+            "Register Google's TensorFlow FFN checkpoint as an MLflow model (no TF needed).",
+            "ffnops.commands.import_checkpoint:run",
+        ),
+        Command(
             "convert",
             "Copy a volume into another format (hdf5, n5, zarr, precomputed).",
             "ffnops.commands.convert:run",
@@ -184,7 +189,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command is None:
         print(f"ffnops: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
-    run_command(command, args[1:])
+    overrides = args[1:]
+    if command.name == "import-checkpoint" and overrides and "=" not in overrides[0]:
+        overrides[0] = f"checkpoint={overrides[0]}"  # the checkpoint path may be positional
+    run_command(command, overrides)
 
 
 if __name__ == "__main__":

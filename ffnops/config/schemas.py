@@ -248,3 +248,23 @@ class EvaluateCommand:
     min_overlap: int = 100
     run_id: str | None = None
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class ImportCheckpointCommand:
+    """``ffnops import-checkpoint PATH model_name=NAME``: a TF checkpoint as a registered model."""
+
+    checkpoint: str = MISSING
+    model_name: str = MISSING
+    alias: str | None = None
+    request: str | None = None
+    fov_size: list[int] = field(default_factory=lambda: [33, 33, 33])
+    deltas: list[int] = field(default_factory=lambda: [8, 8, 8])
+    depth: int | None = None
+    features: int | None = None
+    image_mean: float = 128.0
+    image_stddev: float = 33.0
+    init_activation: float = 0.95
+    pad_value: float = 0.05
+    move_threshold: float = 0.9
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -36,6 +36,7 @@ COMMAND_SCHEMAS: dict[str, type] = {
     "train": schemas.TrainCommand,
     "infer": schemas.InferCommand,
     "evaluate": schemas.EvaluateCommand,
+    "import-checkpoint": schemas.ImportCheckpointCommand,
 }
 
 

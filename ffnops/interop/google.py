@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from ffnops.ffn.model import ConvStack3DFFNModel
+from ffnops.ffn.model import ConvStack3DFFNModel, ResidualModule
 from ffnops.interop.tf_checkpoint import CheckpointError
 
 SCOPE = "seed_update"
@@ -59,30 +59,32 @@ def model_from_checkpoint(
     model = ConvStack3DFFNModel(fov_size, deltas, depth=found_depth, features=found_features)
     layers: dict[str, torch.nn.Conv3d] = {"conv0_a": model.conv0_a, "conv0_b": model.conv0_b}
     for i, module in enumerate(model.residual, start=1):
+        assert isinstance(module, ResidualModule)
         layers[f"conv{i}_a"], layers[f"conv{i}_b"] = module.conv_a, module.conv_b
     layers["conv_lom"] = model.conv_lom
     with torch.no_grad():
         for name, conv in layers.items():
-            for tf_name, param, to_torch in (
-                ("weights", conv.weight, lambda a: a.transpose(4, 3, 0, 1, 2)),
-                ("biases", conv.bias, lambda a: a),
-            ):
-                key = f"{SCOPE}/{name}/{tf_name}"
-                expected = tuple(param.shape)  # type: ignore[union-attr]
-                tf_expected = (
-                    (*expected[2:], expected[1], expected[0]) if tf_name == "weights" else expected
-                )
-                if key not in variables:
-                    raise CheckpointError(
-                        f"variable {key} is missing (expected shape {tf_expected})"
-                    )
-                value = np.asarray(variables[key], dtype=np.float32)
-                if value.shape != tf_expected:
-                    raise CheckpointError(
-                        f"variable {key} has shape {value.shape}, expected {tf_expected}"
-                    )
-                param.copy_(torch.from_numpy(np.ascontiguousarray(to_torch(value))))  # type: ignore[union-attr]
+            # TF [kz, ky, kx, in, out] -> PyTorch [out, in, kz, ky, kx]
+            _copy(variables, f"{SCOPE}/{name}/weights", conv.weight, (4, 3, 0, 1, 2))
+            _copy(variables, f"{SCOPE}/{name}/biases", conv.bias, (0,))  # type: ignore[arg-type]
     return model
+
+
+def _copy(
+    variables: Mapping[str, npt.NDArray[np.generic]],
+    key: str,
+    param: torch.Tensor,
+    to_torch: tuple[int, ...],
+) -> None:
+    """Copies variable ``key`` into ``param`` after transposing its axes by ``to_torch``."""
+    torch_shape = tuple(param.shape)
+    tf_shape = tuple(torch_shape[to_torch.index(axis)] for axis in range(len(to_torch)))
+    if key not in variables:
+        raise CheckpointError(f"variable {key} is missing (expected shape {tf_shape})")
+    value = np.asarray(variables[key], dtype=np.float32)
+    if value.shape != tf_shape:
+        raise CheckpointError(f"variable {key} has shape {value.shape}, expected {tf_shape}")
+    param.copy_(torch.from_numpy(np.ascontiguousarray(value.transpose(to_torch))))
 
 
 def parse_text_proto(text: str) -> dict[str, Any]:

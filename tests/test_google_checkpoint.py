@@ -1,0 +1,167 @@
+"""Google's released FIB-25 checkpoint: read without TensorFlow, imported, and faithful.
+
+Needs ../shared (Google's files and FIB-25); skipped where it is absent (a user's machine).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import mlflow
+import numpy as np
+import pytest
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+from skimage.metrics import adapted_rand_error
+
+from ffnops.ffn.canvas import Canvas, run_canvas
+from ffnops.ffn.options import InferenceOptions
+from ffnops.ffn.predictor import TorchPredictor
+from ffnops.ffn.seeds import peak_seeds
+from ffnops.interop.google import model_from_checkpoint, parse_text_proto, request_settings
+from ffnops.interop.tf_checkpoint import CheckpointError, read_checkpoint, read_index
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+GOOGLE = SHARED / "models" / "google_fib25"
+PREFIX = GOOGLE / "model.ckpt-27465036"
+REQUEST = GOOGLE / "inference_training_sample2.pbtxt"
+pytestmark = pytest.mark.skipif(not Path(f"{PREFIX}.index").exists(), reason="needs ../shared")
+
+
+def test_index_lists_the_variables_where_the_spec_says() -> None:
+    index = read_index(PREFIX)
+    assert index["global_step"].offset == 48 and index["global_step"].dtype == np.int32
+    weights = index["seed_update/conv0_a/weights"]
+    assert weights.shape == (3, 3, 3, 2, 32) and weights.offset == 180
+    assert index["seed_update/conv_lom/weights"].offset == 2_553_656
+    variables = read_checkpoint(PREFIX)
+    assert int(variables["global_step"]) == 27_465_036
+    model = model_from_checkpoint(variables)
+    assert model.depth == 12 and sum(p.numel() for p in model.parameters()) == 638_433
+
+
+def numpy_convstack(variables: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The same network computed independently: zero-padded 3x3x3 correlation with einsum,
+    channels last, TensorFlow's weight layout as stored."""
+
+    def conv(v: np.ndarray, name: str) -> np.ndarray:
+        w, b = variables[f"seed_update/{name}/weights"], variables[f"seed_update/{name}/biases"]
+        k = w.shape[0] // 2
+        padded = np.pad(v, [(k, k)] * 3 + [(0, 0)])
+        windows = sliding_window_view(padded, w.shape[:3], axis=(0, 1, 2))  # z,y,x,c,kz,ky,kx
+        return np.einsum("zyxcabd,abdco->zyxo", windows, w, optimize=True) + b
+
+    relu = lambda a: np.maximum(a, 0)  # noqa: E731
+    h = conv(relu(conv(x, "conv0_a")), "conv0_b")
+    for i in range(1, 12):
+        h = h + conv(relu(conv(relu(h), f"conv{i}_a")), f"conv{i}_b")
+    return x[..., 1:2] + conv(relu(h), "conv_lom")
+
+
+def test_forward_matches_an_independent_numpy_computation() -> None:
+    variables = {k: v.astype(np.float64) for k, v in read_checkpoint(PREFIX).items()}
+    model = model_from_checkpoint(read_checkpoint(PREFIX)).double()
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(9, 10, 11, 2))
+    expected = numpy_convstack(variables, x)[..., 0]
+    with torch.no_grad():
+        actual = model(torch.from_numpy(x.transpose(3, 0, 1, 2)[None].copy()))[0, 0].numpy()
+    np.testing.assert_allclose(actual, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_bad_checkpoints_are_named(tmp_path: Path) -> None:
+    (tmp_path / "x.index").write_bytes(b"not a table" * 10)
+    with pytest.raises(CheckpointError, match="not a TensorFlow checkpoint index"):
+        read_index(tmp_path / "x")
+    variables = read_checkpoint(PREFIX)
+    with pytest.raises(CheckpointError, match="asked for depth 9, the checkpoint has depth 12"):
+        model_from_checkpoint(variables, depth=9)
+    del variables["seed_update/conv3_b/weights"]
+    with pytest.raises(
+        CheckpointError, match=r"conv3_b/weights is missing \(expected shape \(3, 3, 3, 32, 32\)\)"
+    ):
+        model_from_checkpoint(variables)
+    with pytest.raises(CheckpointError, match="no seed_update/conv"):
+        model_from_checkpoint({"global_step": np.int32(1)})
+
+
+def test_request_maps_to_zyx_settings() -> None:
+    settings = request_settings(parse_text_proto(REQUEST.read_text()))
+    assert settings == {
+        "init_activation": 0.95,
+        "pad_value": 0.05,
+        "move_threshold": 0.9,
+        "segment_threshold": 0.6,
+        "min_segment_size": 1000,
+        "min_boundary_dist": [1, 1, 1],
+        "image_mean": 128.0,
+        "image_stddev": 33.0,
+        "seed_policy": "peaks",
+    }
+
+
+@pytest.mark.slow  # 840 depth-12 forwards: 1.5 min with AVX-512, ~10 min on an AVX2-only CPU
+def test_imported_model_reproduces_googles_crop100(tmp_path: Path) -> None:
+    """Google's own run on z, y, x in [0, 100)^3: same objects from the same seeds."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ffnops",
+            "import-checkpoint",
+            str(PREFIX),
+            "model_name=google_fib25",
+            "alias=baseline",
+            f"request={REQUEST}",
+            f"tracking.tracking_uri={uri}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pytorch.load_model("models:/google_fib25@baseline")
+    version = mlflow.MlflowClient().get_model_version_by_alias("google_fib25", "baseline")
+    assert version.tags["ffnops.global_step"] == "27465036"
+    settings = {
+        k[7:]: json.loads(v)
+        for k, v in version.tags.items()
+        if k.startswith("ffnops.")
+        and k[7:]
+        in (
+            "init_activation",
+            "pad_value",
+            "move_threshold",
+            "segment_threshold",
+            "min_segment_size",
+            "min_boundary_dist",
+        )
+    }
+    with h5py.File(SHARED / "data/fib25/training_sample2/grayscale_maps.h5", "r") as f:
+        raw = f["raw"][:100, :100, :100]
+    image = (raw.astype(np.float32) - np.float32(128)) / np.float32(33)
+    canvas = Canvas(image, model.fov_size, model.deltas, InferenceOptions(**settings))
+    run_canvas(canvas.segment_all(peak_seeds(image, canvas.fov_radius)), TorchPredictor(model))
+    reference = GOOGLE / "reference_crop100"
+    google = np.load(reference / "seg-0_0_0.npz", allow_pickle=False)["segmentation"]
+    ours = canvas.final_segmentation()
+    error = adapted_rand_error(google.astype(np.int64), ours.astype(np.int64), ignore_labels=())[0]
+    assert error <= 0.01
+    assert abs(canvas.counters.network_calls - 840) <= 0.02 * 840
+    objects = json.loads((reference / "origins.json").read_text())["objects"]
+    assert len(canvas.origins) == len(objects)
+    for expected in objects:
+        origin = canvas.origins[expected["id"]]
+        assert list(origin.start) == expected["seed_zyx"]
+        assert abs(origin.iters - expected["iters"]) <= max(2, 0.02 * expected["iters"])
+        assert (
+            abs(int((ours == expected["id"]).sum()) - expected["voxels"])
+            <= 0.01 * expected["voxels"]
+        )
