@@ -300,6 +300,8 @@ def steady_block(clock: StepClock, args: argparse.Namespace) -> Block:
     """Seconds per step (and examples per step) over the window after the warm-up."""
     if len(clock.times) != args.warmup + args.steps:
         raise RuntimeError(f"ran {len(clock.times)} steps, expected {args.warmup + args.steps}")
+    if torch.get_num_threads() != args.threads:  # all contenders must run on as many threads
+        raise RuntimeError(f"the Trainer changed torch's threads to {torch.get_num_threads()}")
     w = args.warmup - 1
     return Block(
         (clock.times[-1] - clock.times[w]) / args.steps,

@@ -29,6 +29,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "zarr": "ffnops_plugins.zarr",
     "precomputed": "ffnops_plugins.precomputed",
     "volume_sink": "ffnops_plugins.volume_sink",
+    "google_npz": "ffnops_plugins.google_npz",
 }
 
 

@@ -36,6 +36,7 @@ class SegmentationResult:
     counters: dict[str, float] = field(default_factory=dict)
     probabilities: npt.NDArray[np.floating] | None = None
     image_uri: str | None = None
+    settings: dict[str, object] = field(default_factory=dict)  # what produced it (the "request")
 
     def __post_init__(self) -> None:
         if self.labels.ndim != 3:

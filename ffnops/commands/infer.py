@@ -151,7 +151,9 @@ def run(cfg: DictConfig) -> None:
         voxel_size=voxel_size,
         origins={i: SeedOrigin(o.start, o.iters, o.walltime_s) for i, o in canvas.origins.items()},
         counters={**canvas.counters.as_dict(), "seconds": seconds},
+        probabilities=canvas.probabilities,
         image_uri=cfg.image,
+        settings={**vars(options), "model": registered.uri, "bbox": str(box)},
     )
     written = write_segmentation(result, cfg.output, overwrite=cfg.overwrite)
     metrics: dict[str, float] = {

@@ -64,6 +64,7 @@ class Canvas:
     deltas: Vec3
     options: InferenceOptions
     mask: npt.NDArray[np.bool_] | None = None  # True = never a FOV centre or a seed
+    keep_probabilities: bool = True
     seed: npt.NDArray[np.float32] = field(init=False)
     segmentation: npt.NDArray[np.int32] = field(init=False)
     origins: dict[int, Origin] = field(default_factory=dict)
@@ -80,6 +81,11 @@ class Canvas:
         self.image = np.ascontiguousarray(self.image, dtype=np.float32)
         self.seed = np.full(self.image.shape, np.nan, dtype=np.float32)
         self.segmentation = np.zeros(self.image.shape, dtype=np.int32)
+        # Object probability of each accepted voxel when it was accepted (NaN elsewhere), for
+        # Google's .prob output and for re-thresholding later.
+        self.probabilities = (
+            np.full(self.image.shape, np.nan, dtype=np.float32) if self.keep_probabilities else None
+        )
         self.margin = np.asarray(self.fov_size) // 2
         o = self.options
         self.init_logit = logit(o.init_activation)
@@ -198,6 +204,8 @@ class Canvas:
             return
         new_id = self._next_id()
         region[mask] = new_id
+        if self.probabilities is not None:
+            self.probabilities[box][mask] = 1.0 / (1.0 + np.exp(-self.seed[box][mask]))
         if touched.size:
             ids, counts = np.unique(touched, return_counts=True)
             self.overlaps[new_id] = (ids.tolist(), counts.tolist())
