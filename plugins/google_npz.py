@@ -20,19 +20,9 @@ import numpy as np
 
 from ffnops import hookimpl
 from ffnops.atomic import fresh_partial, publish, refuse_existing
+from ffnops.ffn.canvas import ORIGIN_DTYPE
 from ffnops.segmentation import SegmentationResult
 from ffnops.uri import Scheme, VolumeURI
-
-ORIGIN_DTYPE = np.dtype(
-    [
-        ("id", "<u4"),
-        ("z", "<i4"),
-        ("y", "<i4"),
-        ("x", "<i4"),
-        ("iters", "<i4"),
-        ("walltime_s", "<f4"),
-    ]
-)
 
 
 def result_path(

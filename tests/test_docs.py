@@ -33,3 +33,9 @@ def test_readme_explains_every_dependency() -> None:
     names = [re.split(r"[<>=!~\[ ]", d)[0] for d in project["dependencies"]]
     missing = [n for n in names if f"`{n}`" not in readme]
     assert not missing, f"dependencies not explained in README.md: {missing}"
+
+
+def test_every_subpackage_ships_in_the_wheel() -> None:
+    packages = set(tomllib.loads(_read("pyproject.toml"))["tool"]["setuptools"]["packages"])
+    on_disk = {"ffnops." + p.parent.name for p in (ROOT / "ffnops").glob("*/__init__.py")}
+    assert on_disk <= packages, f"add to [tool.setuptools] packages: {sorted(on_disk - packages)}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,62 @@ def test_existing_output_is_refused_before_any_work(store: tuple[Path, str]) -> 
     assert "seed/s" not in proc.stderr  # refused before any seed was tried (no progress bar)
     with open_volume(f"zarr://{path}/taken.zarr") as volume:
         assert (volume.read() == 1).all()  # untouched
+
+
+def test_kill_and_resume_gives_the_uninterrupted_result(store: tuple[Path, str]) -> None:
+    path, uri = store
+    common = (
+        "inference.seed_policy=grid",
+        "inference.checkpoint_interval_s=0.001",
+        f"paths.output_dir={path}/resume",
+    )
+    reference = ffnops(*infer_args(uri, f"output=zarr://{path}/whole.zarr", *common), cwd=path)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    assert not list((path / "resume" / "checkpoints").glob("*.npz"))  # removed when done
+    args = [
+        sys.executable,
+        "-m",
+        "ffnops",
+        *infer_args(uri, f"output=zarr://{path}/resumed.zarr", *common),
+    ]
+    process = subprocess.Popen(args, cwd=path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    seeds_done = 0
+    try:
+        while time.time() < deadline and process.poll() is None:
+            found = list((path / "resume" / "checkpoints").glob("infer-*.npz"))
+            if found:
+                with np.load(found[0]) as state:
+                    seeds_done = int(state["seeds_done"])
+                if seeds_done >= 20:
+                    break
+            time.sleep(0.2)
+    finally:
+        process.kill()
+        process.wait()
+    assert seeds_done >= 20, "no checkpoint written before the run ended"
+    assert not (path / "resumed.zarr").exists()  # killed before the output was written
+    proc = ffnops(*args[3:], cwd=path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "resuming from" in proc.stdout
+    with (
+        open_volume(f"zarr://{path}/whole.zarr") as whole,
+        open_volume(f"zarr://{path}/resumed.zarr") as resumed,
+    ):
+        np.testing.assert_array_equal(resumed.read(), whole.read())
+
+
+def test_corrupt_checkpoint_is_reported(tmp_path: Path) -> None:
+    from ffnops.commands.infer import resume_from
+    from ffnops.errors import FfnopsError
+    from ffnops.ffn.canvas import Canvas
+    from ffnops.ffn.options import InferenceOptions
+
+    canvas = Canvas(np.zeros((20, 20, 20), np.float32), (9, 9, 9), (2, 2, 2), InferenceOptions())
+    assert resume_from(tmp_path / "none.npz", canvas) == 0  # nothing to resume
+    spoiled = tmp_path / "infer-x.npz"
+    spoiled.write_bytes(b"garbage")
+    with pytest.raises(
+        FfnopsError, match=r"corrupt inference checkpoint .*delete it to start over"
+    ):
+        resume_from(spoiled, canvas)

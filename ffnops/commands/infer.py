@@ -8,8 +8,9 @@ in the ``tracking.inference_experiment`` experiment, linked to the model version
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,6 @@ from tqdm import tqdm
 
 from ffnops.errors import FfnopsError, VolumeError, VolumeExistsError
 from ffnops.ffn.canvas import Canvas, run_canvas
-from ffnops.ffn.geometry import Vec3
 from ffnops.ffn.metrics import score_segmentation
 from ffnops.ffn.options import InferenceOptions
 from ffnops.ffn.predictor import TorchPredictor
@@ -70,6 +70,43 @@ def refuse_existing_output(uri: str, overwrite: bool) -> None:
     except VolumeError:
         return
     raise VolumeExistsError(f"{uri} already exists; pass overwrite=true to replace it")
+
+
+def checkpoint_file(
+    cfg: DictConfig, registered: RegisteredModel, options: InferenceOptions, box: BBox
+) -> Path:
+    """Where this exact inference (image, box, model version, options, output) checkpoints."""
+    key = json.dumps(
+        [cfg.image, str(box), registered.name, registered.version, vars(options), cfg.output],
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    return Path(cfg.paths.output_dir) / "checkpoints" / f"infer-{digest}.npz"
+
+
+def save_state(path: Path, state: dict[str, np.ndarray]) -> None:
+    """Writes the canvas state atomically (a kill leaves the previous checkpoint intact)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "wb") as f:
+        np.savez(f, **state)  # type: ignore[arg-type]
+    tmp.replace(path)
+
+
+def resume_from(path: Path, canvas: Canvas) -> int:
+    """Restores a checkpoint of the same inference if there is one; returns the next seed."""
+    if not path.exists():
+        return 0
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            first = canvas.restore({k: data[k] for k in data.files})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FfnopsError(
+            f"corrupt inference checkpoint {path} ({exc}); delete it to start over"
+        ) from None
+    print(f"resuming from {path}: {canvas.counters.objects} objects, seed {first}")
+    return first
 
 
 def device_name(requested: str) -> str:
@@ -127,21 +164,27 @@ def run(cfg: DictConfig) -> None:
     if cfg.executor.num_threads:
         torch.set_num_threads(cfg.executor.num_threads)
 
-    started = time.perf_counter()
-    bar = tqdm(seeds, desc="infer", unit="seed")
+    checkpoint = checkpoint_file(cfg, registered, options, box)
+    first_seed = resume_from(checkpoint, canvas)
+    started = last_save = time.perf_counter()
+    bar = tqdm(total=len(seeds), initial=first_seed, desc="infer", unit="seed")
 
-    def with_progress() -> Iterator[Vec3]:
-        for pos in bar:
-            yield pos
-            elapsed = max(time.perf_counter() - started, 1e-9)
-            bar.set_postfix(
-                objects=canvas.counters.objects,
-                voxels=canvas.counters.voxels_segmented,
-                steps_s=f"{canvas.counters.network_calls / elapsed:.1f}",
-                refresh=False,
-            )
+    def after_seed(index: int) -> None:
+        nonlocal last_save
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        bar.update(1)
+        bar.set_postfix(
+            objects=canvas.counters.objects,
+            voxels=canvas.counters.voxels_segmented,
+            steps_s=f"{canvas.counters.network_calls / elapsed:.1f}",
+            refresh=False,
+        )
+        interval = options.checkpoint_interval_s
+        if interval > 0 and time.perf_counter() - last_save >= interval:
+            save_state(checkpoint, canvas.state())
+            last_save = time.perf_counter()
 
-    run_canvas(canvas.segment_all(with_progress()), predictor)
+    run_canvas(canvas.segment_all(seeds, first_seed, after_seed), predictor)
     bar.close()
     seconds = time.perf_counter() - started
     labels = canvas.final_segmentation()
@@ -156,6 +199,7 @@ def run(cfg: DictConfig) -> None:
         settings={**vars(options), "model": registered.uri, "bbox": str(box)},
     )
     written = write_segmentation(result, cfg.output, overwrite=cfg.overwrite)
+    checkpoint.unlink(missing_ok=True)  # the output is complete
     metrics: dict[str, float] = {
         "seconds": seconds,
         "objects": float(canvas.counters.objects),

@@ -11,10 +11,12 @@ alone (:func:`run_canvas`). Nothing here does I/O.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +25,17 @@ from ffnops.ffn.geometry import Vec3, as_vec3
 from ffnops.ffn.logit import logit
 from ffnops.ffn.movement import FaceMaxPolicy
 from ffnops.ffn.options import InferenceOptions
+
+ORIGIN_DTYPE = np.dtype(
+    [
+        ("id", "<u4"),
+        ("z", "<i4"),
+        ("y", "<i4"),
+        ("x", "<i4"),
+        ("iters", "<i4"),
+        ("walltime_s", "<f4"),
+    ]
+)
 
 # A step: yields a network input (2, f, f, f), receives logits (f, f, f).
 Steps = Generator[npt.NDArray[np.float32], npt.NDArray[np.float32], None]
@@ -93,6 +106,7 @@ class Canvas:
         self.move_logit = logit(o.move_threshold)
         self.segment_logit = logit(o.segment_threshold)
         self._max_id = 0
+        self.seeds_done = 0
 
     # ---- one FOV ------------------------------------------------------------------------------
 
@@ -213,10 +227,65 @@ class Canvas:
         self.counters.objects += 1
         self.counters.voxels_segmented += int(mask.sum())
 
-    def segment_all(self, seeds: Iterable[Vec3]) -> Steps:
-        """Tries every seed in order."""
-        for pos in seeds:
+    def segment_all(
+        self,
+        seeds: Iterable[Vec3],
+        start: int = 0,
+        after_seed: Callable[[int], None] | None = None,
+    ) -> Steps:
+        """Tries every seed in order from index ``start``; ``after_seed(i)`` runs after seed i
+        (where a caller checkpoints: objects depend only on the state between seeds)."""
+        for index, pos in enumerate(seeds):
+            if index < start:
+                continue
             yield from self.try_seed(as_vec3(pos))
+            self.seeds_done = index + 1
+            if after_seed is not None:
+                after_seed(index)
+
+    # ---- checkpoints --------------------------------------------------------------------------
+
+    def state(self) -> dict[str, npt.NDArray[Any]]:
+        """Everything needed to continue after the last finished seed, as plain arrays."""
+        origins = np.array(
+            [(i, *o.start, o.iters, o.walltime_s) for i, o in sorted(self.origins.items())],
+            dtype=ORIGIN_DTYPE,
+        )
+        state: dict[str, npt.NDArray[Any]] = {
+            "segmentation": self.segmentation,
+            "origins": origins,
+            "overlaps": np.asarray(json.dumps({str(k): v for k, v in self.overlaps.items()})),
+            "counters": np.asarray(json.dumps(self.counters.as_dict())),
+            "seeds_done": np.asarray(self.seeds_done),
+            "max_id": np.asarray(self._max_id),
+        }
+        if self.probabilities is not None:
+            state["probabilities"] = self.probabilities
+        return state
+
+    def restore(self, state: Mapping[str, npt.NDArray[Any]]) -> int:
+        """Loads :meth:`state`; returns the index of the next seed to try."""
+        if state["segmentation"].shape != self.segmentation.shape:
+            raise ValueError(
+                f"checkpoint is for a box of shape {state['segmentation'].shape}, "
+                f"not {self.segmentation.shape}"
+            )
+        self.segmentation[...] = state["segmentation"]
+        if self.probabilities is not None and "probabilities" in state:
+            self.probabilities[...] = state["probabilities"]
+        self.origins = {
+            int(o["id"]): Origin(
+                (int(o["z"]), int(o["y"]), int(o["x"])), int(o["iters"]), float(o["walltime_s"])
+            )
+            for o in state["origins"]
+        }
+        self.overlaps = {
+            int(k): (v[0], v[1]) for k, v in json.loads(str(state["overlaps"])).items()
+        }
+        self.counters = Counters(**json.loads(str(state["counters"])))
+        self._max_id = int(state["max_id"])
+        self.seeds_done = int(state["seeds_done"])
+        return self.seeds_done
 
     def final_segmentation(self) -> npt.NDArray[np.int32]:
         """The labels with rejected-seed markers (-1) cleared to 0, as the reference saves them."""
