@@ -3,9 +3,11 @@
 The labels are FIB-25 ``training_sample2`` (``groundtruth.h5``, dataset ``stack``, 175 x 250 x
 250 uint64), read once into memory (not timed). ``compute_partitions`` runs on them with the
 settings of Google's FFN README for FIB-25: the 12 ``FIB25_THRESHOLDS``, ``lom_radius`` 24 and
-``min_size`` 10000. Each of ``--repeats`` runs is timed with ``time.perf_counter()``; the table
-shows the median and the fastest run, in seconds and in input voxels per second. The partition
-counts (voxels per partition value; 255 = excluded border) of the result follow.
+``min_size`` 10000 (one process; numpy and scipy run single-threaded here). Each of
+``--repeats`` runs is timed with ``time.perf_counter()``; the table shows the median and the
+fastest run, in seconds and in input voxels per second. The partition counts (voxels per
+partition value; 255 = excluded border) of the result follow. The load average is printed
+before and after: times taken under other load are not comparable.
 
 For context, unless ``--no-reference``, a port of Google's own algorithm
 (``ffn/training/compute_partitions.py``: a summed-volume table of the *whole* volume for every
@@ -115,6 +117,13 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def versions() -> str:
     names = ("ffnops", "numpy", "scipy", "h5py")
     return ", ".join(f"{n} {importlib.metadata.version(n)}" for n in names)
@@ -162,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.labels.is_file():
         print(f"SKIPPED: FIB-25 labels {args.labels} not found (need its '{DATASET}' dataset)")
         return 0
-    print(f"CPU: {cpu_model()} ({len(os.sched_getaffinity(0))} usable cores)")
+    print(
+        f"CPU: {cpu_model()} ({len(os.sched_getaffinity(0))} usable cores); "
+        f"load average {load_average()}"
+    )
     print(f"Python {platform.python_version()}; {versions()}")
     labels = load_labels(args.labels)
     ids, sizes = np.unique(labels, return_counts=True)
@@ -188,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("Google's algorithm", [t]))
         inner = (slice(LOM_RADIUS, -LOM_RADIUS),) * 3
         same = np.array_equal(result[inner], reference)
+    print(f"Load average after: {load_average()}")
     print(timing_table(rows, labels.size))
     if same is not None:
         print(f"Google's algorithm output identical to ffnops's inside the border: {same}")

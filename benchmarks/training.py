@@ -408,15 +408,22 @@ def rounds(work: Workload, args: argparse.Namespace) -> list[dict[str, Block]]:
     return results
 
 
-def profile_ffnops(work: Workload, args: argparse.Namespace, top: int = 25) -> str:
-    """cProfile of one ffnops block's steady-state window: top functions by tottime, cumtime."""
+PROFILED = r"ffnops/|dataloader\.py|_pickle|reductions\.py|result\.py.*\(log\)|clip_grad|sgd\.py"
+
+
+def profile_ffnops(work: Workload, args: argparse.Namespace, top: int = 30) -> str:
+    """cProfile of one ffnops block's steady-state window: the top functions by own time, then
+    by cumulative time among ffnops's, the DataLoader's, unpickling and ``self.log``."""
     profiler = cProfile.Profile()
     ffnops_block(work, args, profiler)
     out = io.StringIO()
-    stats = pstats.Stats(profiler, stream=out).strip_dirs()
+    stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("tottime").print_stats(top)
-    stats.sort_stats("cumulative").print_stats(top)
-    return out.getvalue()
+    stats.sort_stats("cumulative").print_stats(PROFILED, top)
+    text = out.getvalue()
+    for prefix in (str(Path(torch.__file__).parents[1]), str(Path(__file__).parents[1])):
+        text = text.replace(prefix + os.sep, "")
+    return f"(per step: divide by {args.steps})\n{text}"
 
 
 # ---- report ----------------------------------------------------------------------------------

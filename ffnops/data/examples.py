@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import get_worker_info
 
@@ -91,8 +90,13 @@ def validate_training_data(
             )
 
 
+def as_is(item: Any) -> Any:
+    """A DataLoader ``collate_fn`` that keeps examples as numpy (see ``FovExamples``)."""
+    return item
+
+
 class FovExamples(TorchDataset[dict[str, Any]]):
-    """Item i: the patch around coordinate i as tensors ``image`` and ``labels`` (1, z, y, x).
+    """Item i: the patch around coordinate i as arrays ``image`` and ``labels`` (1, z, y, x).
 
     ``image`` is normalised float32; ``labels`` holds the soft targets (0.95 object / 0.05 not).
     """
@@ -155,9 +159,11 @@ class FovExamples(TorchDataset[dict[str, Any]]):
         labels = apply_augmentation(labels, order, flips)
         dataset = self.datasets[name]
         image = (image - dataset.image_mean) / dataset.image_stddev
+        # numpy, not tensors: DataLoader workers pass numpy by value, which is much cheaper for
+        # small patches than sharing each tensor's storage through a file descriptor.
         return {
-            "image": torch.from_numpy(image)[None],
-            "labels": torch.from_numpy(labels)[None],
-            "centre": torch.as_tensor(centre, dtype=torch.int64),
+            "image": image[None],
+            "labels": labels[None],
+            "centre": np.asarray(centre, dtype=np.int64),
             "volume": name,
         }

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from ffnops.data.coordinate_file import load_coordinates
 from ffnops.data.dataset import Dataset
-from ffnops.data.examples import Augmentation, FovExamples, validate_training_data
+from ffnops.data.examples import Augmentation, FovExamples, as_is, validate_training_data
 from ffnops.ffn.coordinates import CoordinateTable
 from ffnops.ffn.geometry import Vec3
 
@@ -81,6 +81,7 @@ class FFNDataModule(pl.LightningDataModule):
         return DataLoader(
             examples,
             batch_size=None,
+            collate_fn=as_is,
             shuffle=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

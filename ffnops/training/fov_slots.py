@@ -87,8 +87,11 @@ class FovStepper:
 
     def start(self, example: dict[str, Any], device: torch.device) -> Slot:
         """A slot for a new example (a dict from :class:`ffnops.data.examples.FovExamples`)."""
-        image = example["image"].to(device, non_blocking=True).reshape(example["image"].shape[-3:])
-        labels = example["labels"].to(device, non_blocking=True).reshape(image.shape)
+        image = torch.as_tensor(example["image"]).to(device, non_blocking=True)
+        image = image.reshape(image.shape[-3:])
+        labels = (
+            torch.as_tensor(example["labels"]).to(device, non_blocking=True).reshape(image.shape)
+        )
         canvas = initial_canvas(image.shape, self.seed_pad, device)
         if self.geometry.policy == "fixed":
             moves = fixed_policy(canvas, self.shifts, self.threshold)

@@ -49,6 +49,8 @@ class FFNTrainingModule(pl.LightningModule):
         self.train_counts = MaskCounts()
         self.val_counts = MaskCounts()
         self.examples_done = 0
+        self._loss_sum = torch.zeros(())
+        self._loss_steps = 0
         self.preview: dict[str, np.ndarray] | None = None
         self.channels_last = channels_last
         if channels_last:
@@ -81,8 +83,8 @@ class FFNTrainingModule(pl.LightningModule):
         loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
         for slot in self.stepper.advance(active, logits):
             self._finish(slot)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(active))
-        self.log("train/examples", float(self.examples_done), reduce_fx="max", batch_size=1)
+        self._loss_sum += loss.detach()
+        self._loss_steps += 1
         return loss
 
     def _finish(self, slot: Slot) -> None:
@@ -93,8 +95,14 @@ class FFNTrainingModule(pl.LightningModule):
         self.preview = _centre_slices(slot)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Logs every ``log_every_n_steps`` (logging each step costs as much as a small step)."""
         every = max(int(getattr(self.trainer, "log_every_n_steps", 1)), 1)
-        if self.examples_done and self.global_step % every == 0:
+        if self.global_step % every or not self._loss_steps:
+            return
+        self.log("train/loss", self._loss_sum / self._loss_steps, prog_bar=True, batch_size=1)
+        self.log("train/examples", float(self.examples_done), batch_size=1)
+        self._loss_sum, self._loss_steps = torch.zeros((), device=self.device), 0
+        if self.examples_done:
             for key, value in self.train_counts.metrics().items():
                 self.log(f"train/{key}", value, batch_size=1)
             self.train_counts = MaskCounts()
