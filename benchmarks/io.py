@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.metadata
 import os
 import platform
 import shutil
@@ -57,6 +56,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 import tensorstore as ts
+from machine import cpu_model, library_versions
 
 from ffnops.volume import BBox, Volume
 from ffnops.volumes import open_volume, write_array
@@ -339,19 +339,8 @@ def benchmark_format(
 # ---- report ----------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def versions() -> str:
-    names = ("ffnops", "numpy", "h5py", "tensorstore")
-    return ", ".join(f"{n} {importlib.metadata.version(n)}" for n in names)
+    return library_versions("ffnops", "numpy", "h5py", "tensorstore")
 
 
 def table(rows: list[Row]) -> str:

@@ -25,7 +25,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import platform
 import statistics
@@ -37,6 +36,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import numpy.typing as npt
+from machine import cpu_model, library_versions
 
 from ffnops.ffn.partitions import (
     FIB25_THRESHOLDS,
@@ -107,16 +107,6 @@ def load_labels(path: Path) -> Labels:
 # ---- report ----------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def load_average() -> str:
     try:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -125,8 +115,7 @@ def load_average() -> str:
 
 
 def versions() -> str:
-    names = ("ffnops", "numpy", "scipy", "h5py")
-    return ", ".join(f"{n} {importlib.metadata.version(n)}" for n in names)
+    return library_versions("ffnops", "numpy", "scipy", "h5py")
 
 
 def timing_table(rows: Sequence[tuple[str, Sequence[float]]], voxels: int) -> str:

@@ -62,7 +62,6 @@ import argparse
 import contextlib
 import copy
 import cProfile
-import importlib.metadata
 import io
 import logging
 import os
@@ -83,6 +82,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from machine import cpu_model, library_versions
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -429,16 +429,6 @@ def profile_ffnops(work: Workload, args: argparse.Namespace, top: int = 30) -> s
 # ---- report ----------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def cpu_features() -> str:
     """The SIMD extensions that decide conv speed (PERFORMANCE.md), as torch reports them."""
     try:
@@ -463,8 +453,7 @@ def load_average() -> str:
 
 
 def versions() -> str:
-    names = ("ffnops", "torch", "pytorch_lightning", "numpy")
-    return ", ".join(f"{n} {importlib.metadata.version(n)}" for n in names)
+    return library_versions("ffnops", "torch", "pytorch_lightning", "numpy")
 
 
 def summarise(results: list[dict[str, Block]], args: argparse.Namespace) -> list[Row]:

@@ -1,0 +1,23 @@
+"""What every benchmark prints first: the CPU and the library versions it measured."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU's model name (these machines differ from day to day: say which one ran)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def library_versions(*names: str) -> str:
+    """``"ffnops 0.1.0, numpy 2.4.6, ..."`` for the installed distributions named."""
+    return ", ".join(f"{n} {importlib.metadata.version(n)}" for n in names)
