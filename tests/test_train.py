@@ -173,14 +173,19 @@ def test_kill_and_resume_continues_from_the_last_step(workdir: Path) -> None:
     assert last is not None, "no checkpoint appeared"
     step = torch.load(last, weights_only=False)["global_step"]
     proc = ffnops(
-        "train", *args, f"trainer.max_steps={step + 5}", f"resume={last.parent.parent}", cwd=workdir
+        "train",
+        *args,
+        f"trainer.max_steps={step + 20}",
+        f"resume={last.parent.parent}",
+        cwd=workdir,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"after {step + 5} steps" in proc.stdout
+    assert f"after {step + 20} steps" in proc.stdout
     (run,) = runs(workdir, "resume")  # the same MLflow run continued
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
-    assert max(steps) >= step and max(steps) <= step + 5
+    # metrics are logged every 10 steps: the resumed run logged past the checkpoint's step
+    assert step < max(steps) <= step + 20
 
 
 def test_ddp_sim_trains_in_two_processes(workdir: Path) -> None:
