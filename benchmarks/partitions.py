@@ -36,7 +36,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import numpy.typing as npt
-from machine import cpu_model, library_versions
+from machine import cpu_model, library_versions, load_average
 
 from ffnops.ffn.partitions import (
     FIB25_THRESHOLDS,
@@ -105,13 +105,6 @@ def load_labels(path: Path) -> Labels:
 
 
 # ---- report ----------------------------------------------------------------------------------
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def versions() -> str:

@@ -82,7 +82,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from machine import cpu_model, library_versions
+from machine import cpu_model, library_versions, load_average
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -443,13 +443,6 @@ def cpu_features() -> str:
     has_avx512 = any(f.startswith("avx512") for f in flags)
     extra = ", ".join(["avx512" if has_avx512 else "no avx512", *wanted])
     return f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}; {extra}"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
 
 
 def versions() -> str:
