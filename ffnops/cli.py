@@ -82,12 +82,21 @@ COMMANDS: dict[str, Command] = {
             "ffnops.commands.import_checkpoint:run",
         ),
         Command(
+            "view",
+            "Show an inference run (or any segmentation) over its image in neuroglancer.",
+            "ffnops.commands.view:run",
+        ),
+        Command(
             "convert",
             "Copy a volume into another format (hdf5, n5, zarr, precomputed).",
             "ffnops.commands.convert:run",
         ),
     )
 }
+
+
+# Commands whose first argument may be given without its key.
+POSITIONAL = {"import-checkpoint": "checkpoint", "view": "target"}
 
 
 def usage() -> str:
@@ -190,8 +199,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"ffnops: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
     overrides = args[1:]
-    if command.name == "import-checkpoint" and overrides and "=" not in overrides[0]:
-        overrides[0] = f"checkpoint={overrides[0]}"  # the checkpoint path may be positional
+    positional = POSITIONAL.get(command.name)
+    if positional and overrides and "=" not in overrides[0] and not overrides[0].startswith("-"):
+        overrides[0] = f"{positional}={overrides[0]}"  # e.g. `ffnops view RUN_ID`
     run_command(command, overrides)
 
 

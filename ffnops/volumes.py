@@ -5,7 +5,7 @@ This is the only way the rest of ffnops touches data: it never imports a file-fo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import numpy.typing as npt
@@ -91,8 +91,13 @@ def write_array(
     kind: str = "image",
     chunks: tuple[int, int, int] | None = None,
     overwrite: bool = False,
+    extra: Mapping[str, object] | None = None,
 ) -> None:
-    """Writes a whole in-memory array as a new volume (atomically)."""
+    """Writes a whole in-memory array as a new volume (atomically).
+
+    ``extra`` carries format-specific choices the plugin understands (e.g. a precomputed
+    ``encoding``); formats ignore keys they do not know.
+    """
     spec = VolumeSpec(
         shape=data.shape,  # type: ignore[arg-type]
         dtype=data.dtype.name,
@@ -100,6 +105,7 @@ def write_array(
         offset=offset,
         chunks=chunks,
         kind=kind,  # type: ignore[arg-type]
+        extra=dict(extra or {}),
     )
     with create_volume(uri, spec, overwrite=overwrite) as volume:
         volume.write((0, 0, 0), data)

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import neuroglancer
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
@@ -89,7 +90,15 @@ def test_infer_segments_writes_evaluates_and_logs(store: tuple[Path, str]) -> No
     assert run.data.metrics["objects"] == len(np.unique(seg)) - 1
     assert run.data.metrics["eval/adapted_rand_error"] < 0.1
     assert run.data.metrics["network_calls"] > 10
-    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["segmentation_overlay.png"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert artifacts == {"segmentation_overlay.png", "neuroglancer", "neuroglancer_state.json"}
+    views = {a.path for a in client.list_artifacts(run.info.run_id, "neuroglancer")}
+    assert views == {"neuroglancer/image", "neuroglancer/segmentation"}
+    state = neuroglancer.parse_url(run.data.tags["neuroglancer_url"])
+    assert state.layers["segmentation"].source[0].url == (
+        f"precomputed://http://127.0.0.1:8765/data/{run.info.run_id}/segmentation"
+    )
+    assert list(state.position) == [32.0, 32.0, 32.0]  # the box's centre
     # evaluate agrees with the numbers infer logged
     proc = ffnops("evaluate", f"seg=zarr://{path}/seg.zarr", f"gt={LABELS}", cwd=path)
     assert proc.returncode == 0, proc.stderr

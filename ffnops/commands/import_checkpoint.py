@@ -3,7 +3,8 @@
 Reads the TF1 checkpoint without TensorFlow, maps its ConvStack3D variables onto the PyTorch
 model and registers it in MLflow with the settings inference needs: from Google's inference
 request (``request=...pbtxt``) when given, else from this command's config (Google's FIB-25
-values). The run records where the weights came from (path, global step).
+values). The run records where the weights came from (path, global step). ``PATH=google`` is
+the copy of Google's released FIB-25 checkpoint bundled with ffnops, with its request.
 """
 
 from __future__ import annotations
@@ -18,12 +19,19 @@ from omegaconf import DictConfig
 from ffnops.errors import FfnopsError
 from ffnops.interop.google import model_from_checkpoint, parse_text_proto, request_settings
 from ffnops.interop.tf_checkpoint import CheckpointError, read_checkpoint
+from ffnops.sample_data import GOOGLE_FIB25_CHECKPOINT, GOOGLE_FIB25_REQUEST
 from ffnops.tracking.mlflow_tracking import check_tracking_uri, register_model
+
+BUNDLED = "google"  # `ffnops import-checkpoint google`: the bundled copy of Google's release
 
 
 def run(cfg: DictConfig) -> None:
     check_tracking_uri(cfg.tracking.tracking_uri)
     prefix = str(cfg.checkpoint).removesuffix(".index")
+    request_file = cfg.request
+    if prefix == BUNDLED:
+        prefix = str(GOOGLE_FIB25_CHECKPOINT)
+        request_file = request_file or str(GOOGLE_FIB25_REQUEST)
     settings: dict[str, Any] = {
         "image_mean": cfg.image_mean,
         "image_stddev": cfg.image_stddev,
@@ -32,8 +40,8 @@ def run(cfg: DictConfig) -> None:
         "move_threshold": cfg.move_threshold,
     }
     fov, deltas, depth = list(cfg.fov_size), list(cfg.deltas), cfg.depth
-    if cfg.request:
-        path = Path(cfg.request)
+    if request_file:
+        path = Path(request_file)
         if not path.is_file():
             raise FfnopsError(f"inference request not found: {path}")
         request = parse_text_proto(path.read_text())
@@ -69,8 +77,8 @@ def run(cfg: DictConfig) -> None:
             }
         )
         mlflow.log_params({k: json.dumps(v) for k, v in settings.items()})
-        if cfg.request:
-            mlflow.log_artifact(str(cfg.request), "request")
+        if request_file:
+            mlflow.log_artifact(str(request_file), "request")
     version = register_model(
         cfg.tracking.tracking_uri,
         run.info.run_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +34,8 @@ from ffnops.segmentation import SeedOrigin, SegmentationResult
 from ffnops.tracking.mlflow_tracking import check_tracking_uri, flatten
 from ffnops.tracking.pictures import overlay_figure
 from ffnops.tracking.registry import RegisteredModel, load_registered_model
+from ffnops.viewing.state import served_run_state, state_json, state_url
+from ffnops.viewing.view_data import RUN_ARTIFACTS, write_view_data
 from ffnops.volume import BBox
 from ffnops.volumes import open_volume, write_segmentation
 
@@ -214,7 +217,7 @@ def run(cfg: DictConfig) -> None:
             gt_box = box if gt_volume.shape == volume.shape else BBox.from_shape(gt_volume.shape)
             scores = score_segmentation(labels, np.asarray(gt_volume.read(gt_box)))
         metrics.update({f"eval/{k}": v for k, v in scores.as_dict().items()})
-    log_inference_run(cfg, registered, options, metrics, raw, labels, box)
+    log_inference_run(cfg, registered, options, metrics, raw, result, box)
     print(
         f"wrote {written}: {canvas.counters.objects} objects, {canvas.counters.network_calls} "
         f"FOV steps in {seconds:.1f} s ({metrics['ms_per_step']:.1f} ms/step)"
@@ -230,10 +233,11 @@ def log_inference_run(
     options: InferenceOptions,
     metrics: dict[str, float],
     image: np.ndarray,
-    labels: np.ndarray,
+    result: SegmentationResult,
     box: BBox,
 ) -> None:
-    """One MLflow run per inference, linked to the model version, with an overlay picture."""
+    """One MLflow run per inference, linked to the model version, with an overlay picture and
+    (``viewer.publish``) a neuroglancer copy of image and segmentation with a link to it."""
     mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
     mlflow.set_experiment(cfg.tracking.inference_experiment)
     with mlflow.start_run(run_name=cfg.tracking.run_name) as run:
@@ -252,8 +256,28 @@ def log_inference_run(
         )
         mlflow.log_metrics(metrics)
         figure = overlay_figure(
-            image, labels, f"{registered.uri} on {Path(str(cfg.image)).name} [{box}]"
+            image, result.labels, f"{registered.uri} on {Path(str(cfg.image)).name} [{box}]"
         )
         mlflow.log_figure(figure, "segmentation_overlay.png")
         plt.close(figure)
         print(f"MLflow run {run.info.run_id} in experiment {cfg.tracking.inference_experiment!r}")
+        if cfg.viewer.publish:
+            link = publish_view(cfg.viewer, run.info.run_id, image, result)
+            print(f"neuroglancer (while `ffnops view {run.info.run_id}` runs): {link}")
+
+
+def publish_view(
+    viewer: DictConfig, run_id: str, image: np.ndarray, result: SegmentationResult
+) -> str:
+    """Logs the run's precomputed view copy, its neuroglancer state and the link tag."""
+    with tempfile.TemporaryDirectory(prefix="ffnops-view-") as tmp:
+        write_view_data(Path(tmp), image, result.labels, result.voxel_size, result.offset)
+        mlflow.log_artifacts(tmp, RUN_ARTIFACTS)
+    base_url = f"http://{viewer.host}:{viewer.port}"
+    state = served_run_state(
+        base_url, run_id, result.voxel_size, result.offset, result.labels.shape, viewer.layout
+    )
+    mlflow.log_dict(state_json(state), "neuroglancer_state.json")
+    link = state_url(state, viewer.client_url)
+    mlflow.set_tag("neuroglancer_url", link)
+    return link

@@ -109,6 +109,22 @@ class PathsConfig:
 
 
 @dataclass
+class ViewerConfig:
+    """``viewer/``: how results are shown in neuroglancer.
+
+    ``ffnops view`` serves data on ``host:port``; links logged by ``ffnops infer`` point there, so
+    they open while ``ffnops view RUN_ID`` runs. ``client_url`` is the neuroglancer client the
+    logged link opens in (any deployment; ``ffnops view`` also serves an offline one).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    client_url: str = "https://neuroglancer-demo.appspot.com"
+    layout: str = "4panel"
+    publish: bool = True
+
+
+@dataclass
 class PluginsCommand:
     """``ffnops plugins``: list installed plugins."""
 
@@ -236,6 +252,20 @@ class InferCommand:
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
+
+
+@dataclass
+class ViewCommand:
+    """``ffnops view RUN_ID|URI``: look at an inference run, or a segmentation, in neuroglancer."""
+
+    target: str = MISSING  # an MLflow run id, or a segmentation URI
+    image: str | None = None
+    bbox: str | None = None
+    open_browser: bool = False
+    timeout_s: float | None = None  # stop serving after this long (scripts, tests); None: Ctrl-C
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
 
 
 @dataclass

@@ -18,6 +18,7 @@ GROUP_SCHEMAS: dict[str, type] = {
     "inference": InferenceOptions,
     "executor": schemas.ExecutorConfig,
     "paths": schemas.PathsConfig,
+    "viewer": schemas.ViewerConfig,
     "optimizer": schemas.SGDConfig,
 }
 
@@ -37,6 +38,7 @@ COMMAND_SCHEMAS: dict[str, type] = {
     "infer": schemas.InferCommand,
     "evaluate": schemas.EvaluateCommand,
     "import-checkpoint": schemas.ImportCheckpointCommand,
+    "view": schemas.ViewCommand,
 }
 
 

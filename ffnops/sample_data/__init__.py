@@ -12,3 +12,8 @@ def sample_path(name: str) -> str:
         present = sorted(p.name for p in SAMPLE_DIR.iterdir() if p.suffix != ".py")
         raise FileNotFoundError(f"no bundled sample {name!r}; samples: {', '.join(present)}")
     return str(path)
+
+
+# Google's released FIB-25 checkpoint (Apache-2.0), bundled; see google_fib25/README.md.
+GOOGLE_FIB25_CHECKPOINT = SAMPLE_DIR / "google_fib25" / "model.ckpt-27465036"
+GOOGLE_FIB25_REQUEST = SAMPLE_DIR / "google_fib25" / "inference_training_sample2.pbtxt"

@@ -1,0 +1,83 @@
+"""``ffnops view RUN_ID|URI``: look at a segmentation over its image in neuroglancer.
+
+For an inference run, the run's neuroglancer copy (precomputed, in its artifacts) is served
+read-only over HTTP on ``viewer.host:viewer.port`` with CORS, which is what the run's
+``neuroglancer_url`` tag reads from. For a volume URI, the arrays are read into memory and shown
+through neuroglancer's Python viewer. Either way neuroglancer's bundled client is served too, so
+a link works offline. Serves until Ctrl-C (or ``timeout_s``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import webbrowser
+
+import numpy as np
+from omegaconf import DictConfig
+
+from ffnops.data.dataset import LABEL_DTYPES
+from ffnops.tracking.runs import run_artifacts
+from ffnops.viewing.python_viewer import open_viewer
+from ffnops.viewing.server import ViewServer
+from ffnops.viewing.state import (
+    SEGMENTATION_LAYER,
+    in_memory_state,
+    served_run_state,
+    state_url,
+)
+from ffnops.viewing.view_data import RUN_ARTIFACTS
+from ffnops.volume import BBox
+from ffnops.volumes import open_volume
+
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def run(cfg: DictConfig) -> None:
+    if _RUN_ID.match(str(cfg.target)):
+        view_run(cfg)
+    else:
+        view_volume(cfg)
+
+
+def view_run(cfg: DictConfig) -> None:
+    folder = run_artifacts(
+        cfg.tracking.tracking_uri, cfg.target, RUN_ARTIFACTS, cfg.tracking.inference_experiment
+    )
+    with open_volume(f"precomputed://{folder / SEGMENTATION_LAYER}") as seg:
+        voxel_size, offset, shape = seg.voxel_size, seg.offset, seg.shape
+    with ViewServer({cfg.target: folder}, cfg.viewer.host, cfg.viewer.port) as server:
+        state = served_run_state(
+            server.url, cfg.target, voxel_size, offset, shape, cfg.viewer.layout
+        )
+        print(f"serving run {cfg.target} ({folder}) read-only at {server.url}/data/{cfg.target}/")
+        print(f"public client: {state_url(state, cfg.viewer.client_url)}")
+        show(cfg, open_viewer(state, cfg.viewer.host).get_viewer_url())
+
+
+def view_volume(cfg: DictConfig) -> None:
+    with open_volume(cfg.target, dtypes=LABEL_DTYPES) as seg:
+        box = BBox.parse(cfg.bbox) if cfg.bbox else BBox.from_shape(seg.shape)
+        labels = np.asarray(seg.read(box))
+        voxel_size = seg.voxel_size
+        offset = tuple(o + s for o, s in zip(seg.offset, box.start, strict=True))
+    image = None
+    if cfg.image:
+        with open_volume(cfg.image) as volume:
+            image = np.asarray(volume.read(box))
+    state = in_memory_state(image, labels, voxel_size, offset, cfg.viewer.layout)
+    show(cfg, open_viewer(state, cfg.viewer.host).get_viewer_url())
+
+
+def show(cfg: DictConfig, offline_url: str) -> None:
+    """Prints (and opens) the offline viewer's link, then serves until Ctrl-C or the timeout."""
+    print(f"offline viewer: {offline_url}")
+    if cfg.open_browser:
+        webbrowser.open(offline_url)
+    deadline = None if cfg.timeout_s is None else time.monotonic() + cfg.timeout_s
+    print("serving; Ctrl-C to stop", flush=True)
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,45 @@
+"""Finding an MLflow run and its artifacts by id, with errors that say what exists instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from ffnops.errors import FfnopsError
+
+
+def recent_runs(tracking_uri: str, experiment: str, limit: int = 5) -> list[str]:
+    """``run_id (run name)`` of the newest runs of ``experiment``, for error messages."""
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs = client.search_runs(
+        [found.experiment_id], order_by=["attributes.start_time DESC"], max_results=limit
+    )
+    return [f"{r.info.run_id} ({r.info.run_name})" for r in runs]
+
+
+def run_artifacts(tracking_uri: str, run_id: str, artifact_path: str, experiment: str) -> Path:
+    """A local folder holding ``artifact_path`` of run ``run_id`` (downloaded if remote)."""
+    client = MlflowClient(tracking_uri)
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        listing = "; ".join(recent_runs(tracking_uri, experiment)) or "none"
+        raise FfnopsError(
+            f"no MLflow run {run_id} in {tracking_uri}; recent {experiment!r} runs: {listing}"
+        ) from None
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=artifact_path, tracking_uri=tracking_uri
+        )
+    except (MlflowException, OSError) as exc:
+        raise FfnopsError(
+            f"run {run_id} has no {artifact_path!r} artifacts ({str(exc).splitlines()[0]}); "
+            "was it an `ffnops infer` run with viewer.publish=true?"
+        ) from None
+    return Path(local)

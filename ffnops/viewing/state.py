@@ -1,0 +1,112 @@
+"""Neuroglancer viewer states and links for an image and its segmentation.
+
+Built with the ``neuroglancer`` package's own state classes and URL encoder, so the links follow
+whatever the client expects. ffnops keeps arrays in (z, y, x); neuroglancer names its axes
+x, y, z, so positions and voxel sizes are reversed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import neuroglancer
+import numpy as np
+import numpy.typing as npt
+
+IMAGE_LAYER = "image"
+SEGMENTATION_LAYER = "segmentation"
+
+
+def viewer_state(
+    image_source: str | None,
+    segmentation_source: str | None,
+    voxel_size_zyx: Sequence[float],
+    center_zyx: Sequence[float],
+    layout: str = "4panel",
+    box_size_zyx: Sequence[int] | None = None,
+) -> neuroglancer.ViewerState:
+    """A state that opens ``image_source`` under ``segmentation_source``, centred on the box.
+
+    With ``box_size_zyx`` the 2-D panels are zoomed so the box fills about 400 screen pixels.
+    """
+    state = neuroglancer.ViewerState()
+    state.dimensions = neuroglancer.CoordinateSpace(
+        names=["x", "y", "z"], units="nm", scales=[float(v) for v in voxel_size_zyx[::-1]]
+    )
+    state.position = [float(c) for c in center_zyx[::-1]]
+    if image_source:
+        state.layers[IMAGE_LAYER] = neuroglancer.ImageLayer(source=image_source)
+    if segmentation_source:
+        state.layers[SEGMENTATION_LAYER] = neuroglancer.SegmentationLayer(
+            source=segmentation_source, selected_alpha=0.4
+        )
+        state.selected_layer.layer = SEGMENTATION_LAYER
+    state.layout = layout
+    if box_size_zyx is not None:
+        state.cross_section_scale = max(max(box_size_zyx) / 400, 0.05)
+    return state
+
+
+def precomputed_source(base_url: str, path: str) -> str:
+    """The data-source string for a precomputed volume served at ``base_url/path``."""
+    return f"precomputed://{base_url.rstrip('/')}/{path.strip('/')}"
+
+
+def state_url(state: neuroglancer.ViewerState, client_url: str) -> str:
+    """The link that opens ``state`` in the neuroglancer client at ``client_url``."""
+    return str(neuroglancer.to_url(state, prefix=client_url.rstrip("/") + "/"))
+
+
+def state_json(state: neuroglancer.ViewerState) -> dict[str, object]:
+    """The state as JSON (what neuroglancer's "Edit JSON state" shows)."""
+    return dict(state.to_json())
+
+
+def served_run_state(
+    base_url: str,
+    run_id: str,
+    voxel_size_zyx: Sequence[float],
+    offset_zyx: Sequence[int],
+    shape_zyx: Sequence[int],
+    layout: str = "4panel",
+) -> neuroglancer.ViewerState:
+    """The state of an inference run whose view data ``ffnops view`` serves under ``base_url``.
+
+    ``ffnops view RUN_ID`` mounts the run's ``neuroglancer`` artifacts at ``/data/RUN_ID/``.
+    """
+    data = f"{base_url.rstrip('/')}/data/{run_id}"
+    center = [o + n / 2 for o, n in zip(offset_zyx, shape_zyx, strict=True)]
+    return viewer_state(
+        precomputed_source(data, IMAGE_LAYER),
+        precomputed_source(data, SEGMENTATION_LAYER),
+        voxel_size_zyx,
+        center,
+        layout,
+        box_size_zyx=shape_zyx,
+    )
+
+
+def in_memory_state(
+    image: npt.NDArray[np.generic] | None,
+    labels: npt.NDArray[np.integer],
+    voxel_size_zyx: Sequence[float],
+    offset_zyx: Sequence[int],
+    layout: str = "4panel",
+) -> neuroglancer.ViewerState:
+    """A state holding arrays in memory, for neuroglancer's Python viewer to serve."""
+    dimensions = neuroglancer.CoordinateSpace(
+        names=["z", "y", "x"], units="nm", scales=[float(v) for v in voxel_size_zyx]
+    )
+    center = [o + n / 2 for o, n in zip(offset_zyx, labels.shape, strict=True)]
+    state = viewer_state(None, None, voxel_size_zyx, center, layout, box_size_zyx=labels.shape)
+    offset = [int(o) for o in offset_zyx]
+    if image is not None:
+        state.layers[IMAGE_LAYER] = neuroglancer.ImageLayer(
+            source=neuroglancer.LocalVolume(image, dimensions, voxel_offset=offset)
+        )
+    state.layers[SEGMENTATION_LAYER] = neuroglancer.SegmentationLayer(
+        source=neuroglancer.LocalVolume(labels, dimensions, voxel_offset=offset),
+        selected_alpha=0.4,
+    )
+    state.selected_layer.layer = SEGMENTATION_LAYER
+    return state

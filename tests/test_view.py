@@ -1,0 +1,226 @@
+"""Neuroglancer viewing: the link an inference run publishes opens and draws in a real browser.
+
+The browser test drives Debian's Chromium (WebGL2 through SwiftShader) with selenium; `.ci/run`
+installs it. Elsewhere the test is skipped when Chromium is missing, never on CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import neuroglancer
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from ffnops.commands.infer import publish_view
+from ffnops.errors import FfnopsError
+from ffnops.sample_data import sample_path
+from ffnops.segmentation import SegmentationResult
+from ffnops.viewing.python_viewer import open_viewer
+from ffnops.viewing.server import ViewServer
+from ffnops.viewing.state import in_memory_state
+from ffnops.volume import BBox
+from ffnops.volumes import open_volume
+
+SAMPLE = sample_path("fib25_crop.h5")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+CHROME_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--use-gl=angle",  # WebGL2 without a GPU: ANGLE on SwiftShader
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+    "--disable-background-networking",  # this machine has no network but the registries
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=900,700",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), b""
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str, int]:
+    """An inference run whose view data is published as `ffnops infer` does: (dir, uri, id, port).
+
+    Its "segmentation" is the sample's neuron labels, so the picture is known."""
+    path = tmp_path_factory.mktemp("view")
+    uri = f"sqlite:///{path}/mlflow.db"
+    port = free_port()
+    viewer = OmegaConf.create(
+        {"host": "127.0.0.1", "port": port, "client_url": "http://client.invalid", "layout": "xy"}
+    )
+    box = BBox.parse("0:64,0:96,0:96")
+    with open_volume(f"h5://{SAMPLE}#image") as image, open_volume(f"h5://{SAMPLE}#labels") as gt:
+        em_image, em_labels = image.read(box), gt.read(box)
+    result = SegmentationResult(
+        labels=em_labels.astype(np.int32),
+        offset=(0, 0, 0),
+        voxel_size=(8.0, 8.0, 8.0),
+        origins={},
+        counters={},
+    )
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.create_experiment("inference", artifact_location=str(path / "artifacts"))
+    with mlflow.start_run(experiment_id=experiment) as run:
+        link = publish_view(viewer, run.info.run_id, em_image, result)
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    assert link.startswith("http://client.invalid/#!")
+    return path, uri, run.info.run_id, port
+
+
+@pytest.fixture(scope="module")
+def serving(published: tuple[Path, str, str, int]) -> Iterator[str]:
+    """`ffnops view RUN_ID` running in the background; yields its offline viewer URL."""
+    path, uri, run_id, port = published
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ffnops",
+            "view",
+            run_id,
+            f"tracking.tracking_uri={uri}",
+            f"viewer.port={port}",
+            "viewer.layout=xy",
+            "timeout_s=300",
+        ],
+        cwd=path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("offline viewer: ") or time.monotonic() > deadline:
+            break
+    assert lines and lines[-1].startswith("offline viewer: "), "".join(lines)[-3000:]
+    yield lines[-1].split(": ", 1)[1].strip()
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_run_data_is_served_read_only_with_cors(
+    published: tuple[Path, str, str, int], serving: str
+) -> None:
+    _, _, run_id, port = published
+    base = f"http://127.0.0.1:{port}/data/{run_id}"
+    status, headers, body = fetch(f"{base}/segmentation/info")
+    assert status == 200 and b"compressed_segmentation" in body
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert fetch(f"{base}/image/info", "OPTIONS")[0] == 204
+    assert fetch(f"{base}/image/info", "POST")[0] == 405
+    assert fetch(f"{base}/image/info", "PUT")[0] == 405
+    for escape in ("/../../mlflow.db", "/%2e%2e/%2e%2e/mlflow.db", "/..%2F..%2Fmlflow.db"):
+        assert fetch(base + escape)[0] in (403, 404), escape
+    assert fetch(f"http://127.0.0.1:{port}/data/{'0' * 32}/image/info")[0] == 404
+
+
+def test_published_link_describes_the_served_run(published: tuple[Path, str, str, int]) -> None:
+    _, uri, run_id, port = published
+    run = mlflow.MlflowClient(uri).get_run(run_id)
+    state = neuroglancer.parse_url(run.data.tags["neuroglancer_url"])
+    base = f"precomputed://http://127.0.0.1:{port}/data/{run_id}"
+    assert [layer.source[0].url for layer in state.layers] == [
+        f"{base}/image",
+        f"{base}/segmentation",
+    ]
+    assert list(state.dimensions.scales) == pytest.approx([8e-9] * 3)  # nm, stored in metres
+    assert list(state.position) == [48.0, 48.0, 32.0]  # x, y, z centre of the box
+
+
+def coloured_and_textured(png: bytes) -> tuple[float, int]:
+    """(fraction of strongly coloured pixels, number of distinct colours) in the centre.
+
+    Segment colours over a flat background give a handful of colours; EM texture under them
+    gives hundreds."""
+    import io
+
+    import matplotlib.image
+
+    rgb = matplotlib.image.imread(io.BytesIO(png), format="png")[..., :3]
+    height, width = rgb.shape[:2]
+    panel = rgb[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4]
+    saturation = panel.max(axis=-1) - panel.min(axis=-1)
+    distinct = np.unique((panel * 255).astype(np.uint8).reshape(-1, 3), axis=0)
+    return float((saturation > 0.25).mean()), len(distinct)
+
+
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
+    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
+)
+def test_link_renders_image_and_segmentation_in_a_browser(serving: str, tmp_path: Path) -> None:
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chromium'}")
+    driver = webdriver.Chrome(service=webdriver.ChromeService(str(CHROMEDRIVER)), options=options)
+    try:
+        driver.get(serving)
+        coloured, distinct = 0.0, 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait for the viewer to fetch chunks and draw
+            time.sleep(2)
+            png = driver.get_screenshot_as_png()
+            coloured, distinct = coloured_and_textured(png)
+            if coloured > 0.05 and distinct > 150:
+                break
+        (tmp_path / "neuroglancer.png").write_bytes(png)
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        driver.quit()
+    assert coloured > 0.05, f"no segmentation colours on screen ({coloured:.3f}); see {tmp_path}"
+    assert distinct > 150, f"no EM texture on screen ({distinct} colours); see {tmp_path}"
+    assert not [e for e in errors if "favicon" not in e["message"]], errors
+
+
+def test_view_server_refuses_a_port_in_use(tmp_path: Path) -> None:
+    with (
+        ViewServer({"a": tmp_path}) as server,
+        pytest.raises(FfnopsError, match=f"cannot listen on 127.0.0.1:{server.port}"),
+    ):
+        ViewServer({"a": tmp_path}, port=server.port)
+
+
+def test_in_memory_volume_is_served_by_neuroglancers_python_viewer(
+    em_image: np.ndarray, em_labels: np.ndarray
+) -> None:
+    state = in_memory_state(em_image[:32, :32, :32], em_labels[:32, :32, :32], (8, 8, 8), (5, 0, 0))
+    viewer = open_viewer(state)
+    status, _, body = fetch(viewer.get_viewer_url())
+    assert status == 200 and b"<html" in body.lower()
+    assert [layer.name for layer in viewer.state.layers] == ["image", "segmentation"]
+    assert list(viewer.state.position) == [16.0, 16.0, 21.0]  # x, y, z: offset 5 in z
