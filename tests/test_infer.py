@@ -37,7 +37,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     path = tmp_path_factory.mktemp("infer")
     uri = f"sqlite:///{path}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
-    run = client.create_run(client.create_experiment("models"))
+    run = client.create_run(client.create_experiment("models", f"{path}/artifacts"))
     settings = {
         "fov_size": [17, 17, 17],
         "deltas": [4, 4, 4],
