@@ -101,6 +101,40 @@ def test_train_logs_and_registers_a_loadable_model(workdir: Path) -> None:
     assert model(torch.zeros(1, 2, 17, 17, 17)).shape == (1, 1, 17, 17, 17)
 
 
+def test_fine_tuning_starts_from_a_registered_model(workdir: Path) -> None:
+    common = [*QUICK, "tracking.experiment_name=finetune", "trainer.val_check_interval=1"]
+    proc = ffnops("train", *common, "trainer.max_steps=3", "tracking.alias=parent", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # lr 0: the fine-tuned weights must be exactly the parent's if they were loaded
+    proc = ffnops(
+        "train",
+        *common,
+        "trainer.max_steps=1",
+        "optimizer.lr=0",
+        "model.init_from=models:/ffn@parent",
+        "tracking.alias=child",
+        cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "initialised from models:/ffn@parent" in proc.stdout
+    mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlflow.db")
+    parent = mlflow.pytorch.load_model("models:/ffn@parent").state_dict()
+    child = mlflow.pytorch.load_model("models:/ffn@child").state_dict()
+    assert all(torch.equal(parent[k], child[k]) for k in parent)
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
+    parent_version = client.get_model_version_by_alias("ffn", "parent").version
+    version = client.get_model_version_by_alias("ffn", "child")
+    assert version.tags["ffnops.parent_model"] == f'"models:/ffn/{parent_version}"'
+    run = client.get_run(version.run_id)
+    assert run.data.tags["ffnops.parent_model_uri"] == "models:/ffn@parent"
+    # a different architecture is refused before any training, naming what differs
+    proc = ffnops(
+        "train", *common, "model=convstack_3d", "model.init_from=models:/ffn@parent", cwd=workdir
+    )
+    assert proc.returncode == 2
+    assert "fov_size: registered (17, 17, 17), model= asks (33, 33, 33)" in proc.stderr
+
+
 def test_short_training_lowers_the_loss(workdir: Path) -> None:
     class Losses(pl.Callback):
         def __init__(self) -> None:

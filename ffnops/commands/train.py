@@ -26,6 +26,7 @@ from ffnops.ffn.model import ConvStack3DFFNModel
 from ffnops.ffn.training_moves import TrainingGeometry
 from ffnops.tracking.mlflow_tracking import log_config, make_logger, register_model
 from ffnops.tracking.pictures import PicturesCallback
+from ffnops.tracking.registry import RegisteredModel, load_registered_model
 from ffnops.training.datamodule import FFNDataModule
 from ffnops.training.module import FFNTrainingModule
 from ffnops.training.progress import StepProgressBar
@@ -69,13 +70,65 @@ def settings_for_inference(
     }
 
 
+ARCHITECTURE = ("fov_size", "deltas", "depth", "features")
+
+
+def initialise_from(model: ConvStack3DFFNModel, model_uri: str, cfg: DictConfig) -> RegisteredModel:
+    """Copies a registered model's weights into ``model`` (same architecture, or a clear error)."""
+    parent = load_registered_model(cfg.tracking.tracking_uri, model_uri)
+    mismatched = []
+    for key in ARCHITECTURE:
+        registered = _as_tuple(getattr(parent.model, key, None))
+        asked = _as_tuple(getattr(model, key))
+        if registered != asked:
+            mismatched.append(f"{key}: registered {registered}, model= asks {asked}")
+    if type(parent.model) is not type(model) or mismatched:
+        raise FfnopsError(
+            f"model.init_from={model_uri}: its network ({type(parent.model).__name__}) does not "
+            f"match model= ({type(model).__name__}): {'; '.join(mismatched) or 'class differs'}. "
+            "Pick the model group and sizes the registered model was trained with."
+        )
+    model.load_state_dict(parent.model.state_dict())
+    for name, dataset in cfg.data.volumes.items():
+        stored = (parent.settings.get("image_mean"), parent.settings.get("image_stddev"))
+        if None not in stored and stored != (dataset.image_mean, dataset.image_stddev):
+            print(
+                f"warning: {model_uri} was trained with image mean/stddev {stored}, dataset "
+                f"{name} uses ({dataset.image_mean}, {dataset.image_stddev})"
+            )
+    print(f"initialised from {model_uri} (version {parent.version})")
+    return parent
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def parent_tags(parent: RegisteredModel) -> dict[str, str]:
+    """Run tags naming the registered model a fine-tuning run started from."""
+    return {
+        "ffnops.parent_model_uri": parent.uri,
+        "ffnops.parent_model": f"models:/{parent.name}/{parent.version}",
+    }
+
+
+def parent_settings(parent: RegisteredModel | None, init_from: str | None) -> dict[str, Any]:
+    """The parent model recorded on the new version (also kept across a resumed run)."""
+    if parent is not None:
+        return {"parent_model": f"models:/{parent.name}/{parent.version}"}
+    return {"parent_model": init_from} if init_from else {}
+
+
 def run(cfg: DictConfig) -> None:
     # Lightning calls the dataloader_iter step "experimental"; it is what lets slots refill.
     warnings.filterwarnings("ignore", message=".*dataloader_iter.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     directory, previous = run_directory(cfg)
-    model = hydra.utils.instantiate(cfg.model)
+    model_cfg: dict[str, Any] = OmegaConf.to_container(cfg.model)  # type: ignore[assignment]
+    init_from = model_cfg.pop("init_from", None)
+    model = hydra.utils.instantiate(model_cfg)
+    parent = initialise_from(model, init_from, cfg) if init_from and not previous else None
     geometry = TrainingGeometry(
         model.fov_size, model.deltas, cfg.training.fov_policy, cfg.training.fov_moves
     )
@@ -112,6 +165,8 @@ def run(cfg: DictConfig) -> None:
     data_tags = {f"ffnops.data.{n}.image": d.image for n, d in datasets.items()}
     data_tags.update({f"ffnops.data.{n}.labels": str(d.labels) for n, d in datasets.items()})
     data_tags["ffnops.data.coordinates"] = str(Path(cfg.data.coordinates).absolute())
+    if parent:
+        data_tags.update(parent_tags(parent))
     logger = make_logger(
         tracking.tracking_uri,
         tracking.experiment_name,
@@ -161,7 +216,7 @@ def run(cfg: DictConfig) -> None:
         logger.run_id,
         module.model,
         tracking.model_name,
-        settings_for_inference(cfg, model, reference),
+        {**settings_for_inference(cfg, model, reference), **parent_settings(parent, init_from)},
         alias=tracking.alias,
         description=f"trained by ffnops train, run {logger.run_id}, {trainer.global_step} steps",
     )

@@ -24,6 +24,8 @@ class ModelConfig:
     deltas: list[int] = field(default_factory=lambda: [8, 8, 8])
     depth: int = 12
     features: int = 32
+    # Start from a registered model's weights (fine-tuning): models:/NAME@ALIAS or NAME/VERSION.
+    init_from: str | None = None
 
 
 @dataclass
