@@ -82,6 +82,11 @@ COMMANDS: dict[str, Command] = {
             "ffnops.commands.import_checkpoint:run",
         ),
         Command(
+            "quickstart",
+            "Bundled data to two registered models, scored side by side in MLflow (pipelines/).",
+            "ffnops_pipelines.quickstart:run",
+        ),
+        Command(
             "view",
             "Show an inference run (or any segmentation) over its image in neuroglancer.",
             "ffnops.commands.view:run",

@@ -20,7 +20,7 @@ from ffnops.errors import FfnopsError
 from ffnops.interop.google import model_from_checkpoint, parse_text_proto, request_settings
 from ffnops.interop.tf_checkpoint import CheckpointError, read_checkpoint
 from ffnops.sample_data import GOOGLE_FIB25_CHECKPOINT, GOOGLE_FIB25_REQUEST
-from ffnops.tracking.mlflow_tracking import check_tracking_uri, register_model
+from ffnops.tracking.mlflow_tracking import check_tracking_uri, register_model, run_tags
 
 BUNDLED = "google"  # `ffnops import-checkpoint google`: the bundled copy of Google's release
 
@@ -74,6 +74,7 @@ def run(cfg: DictConfig) -> None:
                 "ffnops.origin": "tensorflow-checkpoint",
                 "ffnops.checkpoint_path": str(Path(prefix).absolute()),
                 "ffnops.checkpoint_global_step": str(step),
+                **run_tags(cfg.tracking),
             }
         )
         mlflow.log_params({k: json.dumps(v) for k, v in settings.items()})

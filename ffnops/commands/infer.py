@@ -31,7 +31,7 @@ from ffnops.ffn.options import InferenceOptions
 from ffnops.ffn.predictor import TorchPredictor
 from ffnops.ffn.seeds import grid_seeds, peak_seeds
 from ffnops.segmentation import SeedOrigin, SegmentationResult
-from ffnops.tracking.mlflow_tracking import check_tracking_uri, flatten
+from ffnops.tracking.mlflow_tracking import check_tracking_uri, flatten, run_tags
 from ffnops.tracking.pictures import overlay_figure
 from ffnops.tracking.registry import RegisteredModel, load_registered_model
 from ffnops.viewing.state import served_run_state, state_json, state_url
@@ -252,6 +252,7 @@ def log_inference_run(
                 "ffnops.model_version": registered.version,
                 "ffnops.output": cfg.output,
                 "ffnops.image": cfg.image,
+                **run_tags(cfg.tracking),
             }
         )
         mlflow.log_metrics(metrics)

@@ -24,7 +24,7 @@ from ffnops.data.examples import Augmentation
 from ffnops.errors import FfnopsError
 from ffnops.ffn.model import ConvStack3DFFNModel
 from ffnops.ffn.training_moves import TrainingGeometry
-from ffnops.tracking.mlflow_tracking import log_config, make_logger, register_model
+from ffnops.tracking.mlflow_tracking import log_config, make_logger, register_model, run_tags
 from ffnops.tracking.pictures import PicturesCallback
 from ffnops.tracking.registry import RegisteredModel, load_registered_model
 from ffnops.training.datamodule import FFNDataModule
@@ -172,7 +172,7 @@ def run(cfg: DictConfig) -> None:
         tracking.experiment_name,
         tracking.run_name,
         run_id=previous.get("mlflow_run_id"),
-        tags={**data_tags, **tracking.tags},
+        tags={**data_tags, **run_tags(tracking)},
     )
     if not previous:
         resolved = OmegaConf.to_container(cfg, resolve=True)

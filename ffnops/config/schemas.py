@@ -88,6 +88,7 @@ class TrackingConfig:
     inference_experiment: str = "inference"
     log_images_every_n_steps: int = 500
     tags: dict[str, str] = field(default_factory=dict)
+    parent_run_id: str | None = None  # nest this command's run under a pipeline's run
 
 
 @dataclass
@@ -299,4 +300,46 @@ class ImportCheckpointCommand:
     init_activation: float = 0.95
     pad_value: float = 0.05
     move_threshold: float = 0.9
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class QuickstartSettings:
+    """What the quickstart works on: the bundled crop, split into a training and an unseen part."""
+
+    init: str = "pretrained"  # fine-tune Google's model; "scratch": train a new one
+    model_name: str = "fib25_quickstart"
+    output_dir: str = "quickstart"
+    train_box: str = "0:100,0:128,0:128"  # z, y, x; partitions and coordinates come from here
+    eval_box: str = "120:160,24:104,24:104"  # never seen in training (z >= 100 + FOV radius)
+    lom_radius: list[int] = field(default_factory=lambda: [24, 24, 24])
+    min_size: int = 10000
+
+
+@dataclass
+class QuickstartTrain:
+    """The fine-tuning step (any other ``ffnops train`` override goes in ``overrides``)."""
+
+    max_steps: int = 16
+    batch_size: int = 4
+    lr: float = 0.001
+    precision: str = "auto"  # bf16 where the CPU has AVX512-BF16/AMX (or on a GPU), else 32
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class QuickstartInfer:
+    """The two inference steps (the same settings for both models)."""
+
+    executor: str = "cpu"
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
+class QuickstartCommand:
+    """``ffnops quickstart``: import -> partitions -> coordinates -> fine-tune -> infer both."""
+
+    quickstart: QuickstartSettings = field(default_factory=QuickstartSettings)
+    train: QuickstartTrain = field(default_factory=QuickstartTrain)
+    infer: QuickstartInfer = field(default_factory=QuickstartInfer)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

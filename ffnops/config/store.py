@@ -39,6 +39,7 @@ COMMAND_SCHEMAS: dict[str, type] = {
     "evaluate": schemas.EvaluateCommand,
     "import-checkpoint": schemas.ImportCheckpointCommand,
     "view": schemas.ViewCommand,
+    "quickstart": schemas.QuickstartCommand,
 }
 
 

@@ -30,6 +30,9 @@ from ffnops.errors import FfnopsError
 SETTINGS_PREFIX = "ffnops."
 
 
+MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"  # what the MLflow UI nests child runs by
+
+
 def check_tracking_uri(uri: str) -> None:
     """Fails early, with the URI in the message, if a tracking server does not answer."""
     if uri.startswith("sqlite:///"):
@@ -72,6 +75,14 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def run_tags(tracking: Mapping[str, Any]) -> dict[str, str]:
+    """A command's extra run tags: ``tracking.tags``, and the parent run when nested."""
+    tags = {str(k): str(v) for k, v in (tracking.get("tags") or {}).items()}
+    if tracking.get("parent_run_id"):
+        tags[MLFLOW_PARENT_RUN_ID] = str(tracking["parent_run_id"])
+    return tags
 
 
 def make_logger(

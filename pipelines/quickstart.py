@@ -1,0 +1,349 @@
+"""``ffnops quickstart``: from nothing to two registered models, scored side by side in MLflow.
+
+A few CPU minutes cannot train a useful FFN from scratch (Google's model took 27 M steps), so the
+quickstart starts where a lab starts: from a pretrained model, fine-tuned on its own labels.
+
+1. ``import``: Google's released FIB-25 checkpoint (bundled) -> ``<model_name>@baseline``;
+2. ``partitions`` and 3. ``coordinates`` on the training part of the bundled crop;
+4. ``train``: fine-tune from ``@baseline`` (``quickstart.init=scratch``: a new model) ->
+   ``@finetuned``;
+5. ``infer`` with each version on the part of the crop training never saw, scored against its
+   labels; 6. the better one (adapted Rand error) gets ``@champion``.
+
+Each step is the ordinary ``ffnops`` command in a subprocess, so what the quickstart does can be
+typed by hand. All runs are children of one ``quickstart`` run in the ``quickstart`` experiment.
+Steps are keyed by their arguments: a step whose output for the same arguments exists is
+skipped, and a killed step resumes (training from its last checkpoint, inference from its last
+canvas checkpoint), so running the quickstart again finishes with the same result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig
+
+from ffnops.errors import FfnopsError
+from ffnops.sample_data import GOOGLE_FIB25_CHECKPOINT, sample_path
+from ffnops.tracking.mlflow_tracking import MLFLOW_PARENT_RUN_ID, check_tracking_uri
+
+STEP_TAG = "quickstart_step"  # no dot: it is a Hydra override key
+STATE_FILE = "quickstart.json"
+SCORES = ("adapted_rand_error", "voi_split", "voi_merge")
+
+
+def step_key(args: Sequence[str]) -> str:
+    """A short hash of a step's arguments: the same arguments mean the same output."""
+    return hashlib.sha1(json.dumps(list(args)).encode()).hexdigest()[:8]
+
+
+def training_precision(requested: str) -> str:
+    """``auto``: bf16 where it is fast (CUDA, AVX512-BF16 or AMX CPUs), else fp32."""
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "bf16-mixed"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        flags = ""
+    return "bf16-mixed" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "32-true"
+
+
+@dataclass
+class InferenceResult:
+    label: str
+    version: str
+    run_id: str
+    metrics: dict[str, float]
+    link: str
+
+
+class Quickstart:
+    """Runs the steps in order; each is skipped when its output for the same arguments exists."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.settings = cfg.quickstart
+        self.root = Path(self.settings.output_dir).absolute()
+        self.tracking_uri = str(cfg.tracking.tracking_uri)
+        self.experiment = str(cfg.tracking.experiment_name)
+        self.name = str(self.settings.model_name)
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        self.sample = sample_path("fib25_crop.h5")
+        self.parent_run_id = ""
+        self.started = time.monotonic()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """A read-only folder or a full disk is reported before any work."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".write-test"
+            probe.write_bytes(b"\0" * 1_000_000)
+            probe.unlink()
+        except OSError as exc:
+            raise FfnopsError(
+                f"cannot write in {self.root} ({exc.strerror}); run the quickstart in a writable "
+                "folder with free space, or set quickstart.output_dir="
+            ) from None
+        check_tracking_uri(self.tracking_uri)
+
+    def tracking_args(self, step: str) -> list[str]:
+        return [
+            f"tracking.tracking_uri={self.tracking_uri}",
+            f"tracking.experiment_name={self.experiment}",
+            f"tracking.inference_experiment={self.experiment}",
+            f"tracking.parent_run_id={self.parent_run_id}",
+            f"+tracking.tags.{STEP_TAG}={step}",
+        ]
+
+    def run_command(self, step: str, args: Sequence[str]) -> None:
+        """``ffnops ARGS`` in a subprocess, its output shown as it comes."""
+        print(f"\n== {step}: ffnops {' '.join(args)}", flush=True)
+        proc = subprocess.run([sys.executable, "-m", "ffnops", *args], check=False)
+        if proc.returncode != 0:
+            raise FfnopsError(
+                f"step {step} failed (exit {proc.returncode}); fix the cause and run "
+                "`ffnops quickstart` again: finished steps are kept"
+            )
+
+    def step_runs(self, step: str) -> list[Any]:
+        """Finished MLflow runs tagged as this step (newest first)."""
+        experiment = self.client.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            return []
+        return list(
+            self.client.search_runs(
+                [experiment.experiment_id],
+                filter_string=f"tags.`{STEP_TAG}` = '{step}' and attributes.status = 'FINISHED'",
+                order_by=["attributes.start_time DESC"],
+            )
+        )
+
+    def record(self, step: str, args: Sequence[str], outputs: dict[str, str]) -> None:
+        """A child run for a step that logs no run of its own (partitions, coordinates)."""
+        with mlflow.start_run(
+            experiment_id=self.client.get_experiment_by_name(self.experiment).experiment_id,
+            run_name=step.rsplit("-", 1)[0],
+            nested=True,
+            tags={STEP_TAG: step, MLFLOW_PARENT_RUN_ID: self.parent_run_id},
+        ):
+            mlflow.log_param("command", "ffnops " + " ".join(args))
+            mlflow.log_params(outputs)
+
+    def skip(self, step: str, why: str) -> None:
+        print(f"\n== {step}: skipped ({why})", flush=True)
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def import_baseline(self) -> str:
+        try:
+            version = self.client.get_model_version_by_alias(self.name, "baseline")
+            if version.tags.get("ffnops.origin", "").endswith(GOOGLE_FIB25_CHECKPOINT.name):
+                self.skip("import", f"models:/{self.name}@baseline is version {version.version}")
+                return str(version.version)
+        except mlflow.exceptions.MlflowException:
+            pass
+        args = ["import-checkpoint", "google", f"model_name={self.name}", "alias=baseline"]
+        self.run_command("import", [*args, *self.tracking_args("import")])
+        return str(self.client.get_model_version_by_alias(self.name, "baseline").version)
+
+    def partitions(self) -> Path:
+        s = self.settings
+        args = [
+            "partitions",
+            f"labels=h5://{self.sample}#labels",
+            f"bbox={s.train_box}",
+            f"lom_radius=[{','.join(str(r) for r in s.lom_radius)}]",
+            f"min_size={s.min_size}",
+        ]
+        key = f"partitions-{step_key(args)}"
+        out = self.root / f"{key}.h5"
+        if out.exists():
+            self.skip("partitions", f"{out.name} exists")
+            return out
+        args.append(f"output=h5://{out}#partitions")
+        self.run_command("partitions", args)
+        self.record(key, args, {"output": str(out)})
+        return out
+
+    def coordinates(self, partitions: Path) -> Path:
+        args = [
+            "coordinates",
+            f"volumes=[sample:h5://{partitions}#partitions]",
+            "margin=[24,24,24]",  # the training patch radius: FOV 33 + one move of 8 each way
+            "seed=0",
+        ]
+        key = f"coordinates-{step_key(args)}"
+        out = self.root / f"{key}.npz"
+        if out.exists():
+            self.skip("coordinates", f"{out.name} exists")
+            return out
+        args.append(f"output={out}")
+        self.run_command("coordinates", args)
+        self.record(key, args, {"output": str(out)})
+        return out
+
+    def train(self, coordinates: Path, baseline: str) -> str:
+        t = self.cfg.train
+        args = [
+            "train",
+            f"data.coordinates={coordinates}",
+            "model=convstack_3d",
+            f"trainer.max_steps={t.max_steps}",
+            f"trainer.precision={training_precision(t.precision)}",
+            "trainer.limit_val_batches=0",  # a few minutes of training: the evaluation is step 5
+            f"training.batch_size={t.batch_size}",
+            "training.channels_last=true",
+            f"optimizer.lr={t.lr}",
+            f"tracking.model_name={self.name}",
+            "tracking.alias=finetuned",
+            *t.overrides,
+        ]
+        if self.settings.init == "pretrained":
+            args.append(f"model.init_from=models:/{self.name}/{baseline}")
+        elif self.settings.init != "scratch":
+            raise FfnopsError(
+                f"quickstart.init must be pretrained or scratch, got {self.settings.init!r}"
+            )
+        key = f"train-{step_key(args)}"
+        for run in self.step_runs(key):
+            versions = self.client.search_model_versions(f"run_id = '{run.info.run_id}'")
+            if versions:
+                self.skip("train", f"version {versions[0].version} was trained with these settings")
+                return str(versions[0].version)
+        directory = self.root / key
+        resume = [f"resume={directory}"] if (directory / "ffnops_run.json").exists() else []
+        self.run_command(
+            "train",
+            [
+                *args,
+                f"hydra.run.dir={directory}",
+                f"paths.output_dir={self.root}",
+                *resume,
+                *self.tracking_args(key),
+            ],
+        )
+        (run,) = self.step_runs(key)[:1]
+        return str(self.client.search_model_versions(f"run_id = '{run.info.run_id}'")[0].version)
+
+    def infer(self, label: str, version: str) -> InferenceResult:
+        i = self.cfg.infer
+        args = [
+            "infer",
+            f"model=models:/{self.name}/{version}",
+            f"image=h5://{self.sample}#image",
+            f"groundtruth=h5://{self.sample}#labels",
+            f"bbox={self.settings.eval_box}",
+            f"executor={i.executor}",
+            *i.overrides,
+        ]
+        key = f"infer-{label}-{step_key(args)}"
+        done = self.step_runs(key)
+        if done:
+            self.skip(f"infer {label}", f"run {done[0].info.run_id} has these settings")
+        else:
+            output = self.root / key / "segmentation"
+            # killed after writing the output but before logging its run: write it again
+            extra = ["overwrite=true"] if output.exists() else []
+            self.run_command(
+                f"infer {label}",
+                [
+                    *args,
+                    f"output=precomputed://{output}",
+                    f"paths.output_dir={self.root}",
+                    f"tracking.run_name=infer-{label}",
+                    *extra,
+                    *self.tracking_args(key),
+                ],
+            )
+            done = self.step_runs(key)
+        run = done[0]
+        metrics = {k[5:]: v for k, v in run.data.metrics.items() if k.startswith("eval/")}
+        metrics["objects"] = run.data.metrics.get("objects", float("nan"))
+        return InferenceResult(
+            label, version, run.info.run_id, metrics, run.data.tags.get("neuroglancer_url", "")
+        )
+
+    def crown(self, results: Sequence[InferenceResult]) -> InferenceResult:
+        """``@champion`` goes to the lower adapted Rand error (the baseline on a tie)."""
+        best = min(results, key=lambda r: (r.metrics["adapted_rand_error"], r.label != "baseline"))
+        self.client.set_registered_model_alias(self.name, "champion", best.version)
+        for r in results:
+            mlflow.log_metrics({f"{r.label}/{k}": v for k, v in r.metrics.items()})
+        mlflow.set_tag("champion", f"models:/{self.name}/{best.version} ({best.label})")
+        return best
+
+    # -- the whole pipeline -----------------------------------------------------------------
+
+    def parent_run(self) -> Any:
+        """The quickstart's MLflow run: resumed if the last quickstart here did not finish."""
+        state_path = self.root / STATE_FILE
+        state = json.loads(state_path.read_text()) if state_path.exists() else {}
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_experiment(self.experiment)
+        if state.get("parent_run_id") and not state.get("finished"):
+            run = mlflow.start_run(run_id=state["parent_run_id"])
+        else:
+            run = mlflow.start_run(run_name="quickstart")
+        self.parent_run_id = run.info.run_id
+        state_path.write_text(json.dumps({"parent_run_id": self.parent_run_id, "finished": False}))
+        return run
+
+    def run(self) -> None:
+        self.check_writable()
+        with self.parent_run():
+            mlflow.log_params(
+                {
+                    "init": self.settings.init,
+                    "train_box": self.settings.train_box,
+                    "eval_box": self.settings.eval_box,
+                    "train.max_steps": self.cfg.train.max_steps,
+                }
+            )
+            baseline = self.import_baseline()
+            coordinates = self.coordinates(self.partitions())
+            finetuned = self.train(coordinates, baseline)
+            results = [self.infer("baseline", baseline), self.infer("finetuned", finetuned)]
+            best = self.crown(results)
+        (self.root / STATE_FILE).write_text(
+            json.dumps({"parent_run_id": self.parent_run_id, "finished": True})
+        )
+        self.summary(results, best)
+
+    def summary(self, results: Sequence[InferenceResult], best: InferenceResult) -> None:
+        minutes = (time.monotonic() - self.started) / 60
+        print(f"\nquickstart done in {minutes:.1f} min; eval box [{self.settings.eval_box}]:\n")
+        names = [f"models:/{self.name}/{r.version} ({r.label})" for r in results]
+        width = max(len(n) for n in names)
+        print(f"{'model':<{width}} {'ARAND':>7} {'VOI split':>9} {'VOI merge':>9} {'objects':>7}")
+        for name, r in zip(names, results, strict=True):
+            m = r.metrics
+            print(
+                f"{name:<{width}} {m['adapted_rand_error']:7.4f} {m['voi_split']:9.4f} "
+                f"{m['voi_merge']:9.4f} {int(m['objects']):7d}"
+            )
+        print(f"\nchampion: models:/{self.name}@champion -> version {best.version} ({best.label})")
+        print("\nLook at:")
+        print(f"  mlflow ui --backend-store-uri {self.tracking_uri}")
+        print(f"    experiment {self.experiment!r}: tick the two 'infer' runs, then Compare")
+        for r in results:
+            print(f"  ffnops view {r.run_id}    # {r.label}: neuroglancer, then open the link:")
+            print(f"    {r.link}")
+
+
+def run(cfg: DictConfig) -> None:
+    Quickstart(cfg).run()
