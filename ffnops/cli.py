@@ -87,6 +87,11 @@ COMMANDS: dict[str, Command] = {
             "ffnops_pipelines.quickstart:run",
         ),
         Command(
+            "fib25",
+            "Google's FIB-25 recipe end to end: partitions, coordinates, train, infer, evaluate.",
+            "ffnops_pipelines.fib25:run",
+        ),
+        Command(
             "view",
             "Show an inference run (or any segmentation) over its image in neuroglancer.",
             "ffnops.commands.view:run",

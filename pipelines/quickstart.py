@@ -19,10 +19,7 @@ canvas checkpoint), so running the quickstart again finishes with the same resul
 
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +28,7 @@ from typing import Any
 
 import mlflow
 import torch
+from ffnops_pipelines.steps import run_ffnops, step_key
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
@@ -41,11 +39,6 @@ from ffnops.tracking.mlflow_tracking import MLFLOW_PARENT_RUN_ID, check_tracking
 STEP_TAG = "quickstart_step"  # no dot: it is a Hydra override key
 STATE_FILE = "quickstart.json"
 SCORES = ("adapted_rand_error", "voi_split", "voi_merge")
-
-
-def step_key(args: Sequence[str]) -> str:
-    """A short hash of a step's arguments: the same arguments mean the same output."""
-    return hashlib.sha1(json.dumps(list(args)).encode()).hexdigest()[:8]
 
 
 def training_precision(requested: str) -> str:
@@ -111,14 +104,7 @@ class Quickstart:
         ]
 
     def run_command(self, step: str, args: Sequence[str]) -> None:
-        """``ffnops ARGS`` in a subprocess, its output shown as it comes."""
-        print(f"\n== {step}: ffnops {' '.join(args)}", flush=True)
-        proc = subprocess.run([sys.executable, "-m", "ffnops", *args], check=False)
-        if proc.returncode != 0:
-            raise FfnopsError(
-                f"step {step} failed (exit {proc.returncode}); fix the cause and run "
-                "`ffnops quickstart` again: finished steps are kept"
-            )
+        run_ffnops(step, args, "quickstart")
 
     def step_runs(self, step: str) -> list[Any]:
         """Finished MLflow runs tagged as this step (newest first)."""

@@ -1,6 +1,7 @@
 """Google's released FIB-25 checkpoint: read without TensorFlow, imported, and faithful.
 
-Needs ../shared (Google's files and FIB-25); skipped where it is absent (a user's machine).
+The checkpoint ships with ffnops; the fidelity test needs ../shared (FIB-25 and Google's own
+segmentation) and is skipped where it is absent (a user's machine).
 """
 
 from __future__ import annotations
@@ -24,12 +25,19 @@ from ffnops.ffn.predictor import TorchPredictor
 from ffnops.ffn.seeds import peak_seeds
 from ffnops.interop.google import model_from_checkpoint, parse_text_proto, request_settings
 from ffnops.interop.tf_checkpoint import CheckpointError, read_checkpoint, read_index
+from ffnops.sample_data import GOOGLE_FIB25_CHECKPOINT, GOOGLE_FIB25_REQUEST
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 GOOGLE = SHARED / "models" / "google_fib25"
-PREFIX = GOOGLE / "model.ckpt-27465036"
-REQUEST = GOOGLE / "inference_training_sample2.pbtxt"
-pytestmark = pytest.mark.skipif(not Path(f"{PREFIX}.index").exists(), reason="needs ../shared")
+PREFIX = GOOGLE_FIB25_CHECKPOINT
+REQUEST = GOOGLE_FIB25_REQUEST
+needs_shared = pytest.mark.skipif(not GOOGLE.is_dir(), reason="needs ../shared")
+
+
+@needs_shared
+def test_bundled_files_are_googles() -> None:
+    for bundled in (*PREFIX.parent.glob(f"{PREFIX.name}.*"), REQUEST):
+        assert bundled.read_bytes() == (GOOGLE / bundled.name).read_bytes(), bundled.name
 
 
 def test_index_lists_the_variables_where_the_spec_says() -> None:
@@ -104,7 +112,9 @@ def test_request_maps_to_zyx_settings() -> None:
     }
 
 
-@pytest.mark.slow  # 840 depth-12 forwards: 1.5 min with AVX-512, ~10 min on an AVX2-only CPU
+@needs_shared
+# 840 depth-12 forwards: 1.5 min with AVX-512, ~10 min on an AVX2-only CPU; in the default run
+# because it is the test of faithfulness.
 def test_imported_model_reproduces_googles_crop100(tmp_path: Path) -> None:
     """Google's own run on z, y, x in [0, 100)^3: same objects from the same seeds."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -149,7 +159,7 @@ def test_imported_model_reproduces_googles_crop100(tmp_path: Path) -> None:
     image = (raw.astype(np.float32) - np.float32(128)) / np.float32(33)
     canvas = Canvas(image, model.fov_size, model.deltas, InferenceOptions(**settings))
     run_canvas(canvas.segment_all(peak_seeds(image, canvas.fov_radius)), TorchPredictor(model))
-    reference = GOOGLE / "reference_crop100"
+    reference = GOOGLE / "reference_crop100"  # Google's own output
     google = np.load(reference / "seg-0_0_0.npz", allow_pickle=False)["segmentation"]
     ours = canvas.final_segmentation()
     error = adapted_rand_error(google.astype(np.int64), ours.astype(np.int64), ignore_labels=())[0]

@@ -41,7 +41,7 @@ from ffnops.volumes import open_volume, write_segmentation
 
 MODEL_OPTIONS = ("pad_value", "init_activation", "move_threshold")
 # EM images are uint8 or float32; integer ids are accepted as images for the oracle network.
-IMAGE_DTYPES = ("uint8", "uint16", "uint32", "float32")
+IMAGE_DTYPES = ("uint8", "uint16", "uint32", "uint64", "float32")
 
 
 def given_on_command_line(key: str) -> bool:

@@ -343,3 +343,29 @@ class QuickstartCommand:
     train: QuickstartTrain = field(default_factory=QuickstartTrain)
     infer: QuickstartInfer = field(default_factory=QuickstartInfer)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class Fib25Data:
+    """Where FIB-25 ``training_sample2`` lives, and which parts train and evaluate."""
+
+    image: str = MISSING
+    labels: str = MISSING
+    train_box: str = "0:110,0:250,0:250"
+    eval_box: str = "125:175,0:250,0:250"
+
+
+@dataclass
+class Fib25Command:
+    """``ffnops fib25``: Google's FIB-25 recipe (partitions -> coordinates -> train -> infer)."""
+
+    data: Fib25Data = field(default_factory=Fib25Data)
+    partitions: list[str] = field(default_factory=list)
+    coordinates: list[str] = field(default_factory=list)
+    train: list[str] = field(default_factory=list)
+    infer: list[str] = field(default_factory=list)
+    output_dir: str = "fib25"
+    dry_run: bool = False
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -40,6 +40,7 @@ COMMAND_SCHEMAS: dict[str, type] = {
     "import-checkpoint": schemas.ImportCheckpointCommand,
     "view": schemas.ViewCommand,
     "quickstart": schemas.QuickstartCommand,
+    "fib25": schemas.Fib25Command,
 }
 
 

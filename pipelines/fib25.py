@@ -1,0 +1,128 @@
+"""``ffnops fib25``: Google's published FIB-25 recipe, end to end, on ``training_sample2``.
+
+partitions (Google's 12 thresholds, lom_radius 24, min_size 10000) on the training part ->
+balanced coordinates (margin 24) -> training of ConvStack3D (depth 12, FOV 33^3, deltas 8^3, image
+mean 128 / stddev 33, SGD 1e-3, batch 4) -> inference with Google's request on the evaluation part,
+scored against its labels. Each step is the ordinary ``ffnops`` command with the arguments listed
+in ``conf/fib25.yaml``; outputs are keyed by those arguments, so a finished step is skipped and a
+killed training resumes from its last checkpoint. ``trainer=ddp`` trains on several GPUs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ffnops_pipelines.steps import run_ffnops, step_key
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+
+def group_args(cfg: DictConfig, group: str, default: str) -> list[str]:
+    """``group=<option>`` plus every value of the composed group, so what was chosen and
+    overridden here (``trainer=ddp trainer.devices=8``) is what the step runs with."""
+    try:
+        option = str(HydraConfig.get().runtime.choices.get(group, default))
+    except ValueError:
+        option = default
+    values = OmegaConf.to_container(cfg[group], resolve=True)
+    assert isinstance(values, dict)
+    return [f"{group}={option}"] + [
+        f"{group}.{key}={_override_value(value)}"
+        for key, value in values.items()
+        if not key.startswith("_")
+    ]
+
+
+def _override_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ",".join(_override_value(v) for v in value) + "]"
+    return str(value)
+
+
+class Recipe:
+    """The four steps, each skipped when its output for the same arguments exists."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.root = Path(cfg.output_dir).absolute()
+        self.tracking = [
+            f"tracking.tracking_uri={cfg.tracking.tracking_uri}",
+            f"tracking.experiment_name={cfg.tracking.experiment_name}",
+            f"tracking.model_name={cfg.tracking.model_name}",
+        ]
+
+    def step(self, name: str, args: list[str], output: Path, output_arg: str) -> Path:
+        key = f"{name}-{step_key(args)}"
+        target = self.root / key / output
+        if target.exists():
+            print(f"\n== {name}: skipped ({target} exists)")
+            return target
+        command = [*args, output_arg.format(path=target)]
+        if self.cfg.dry_run:
+            print(f"ffnops {' '.join(command)}")
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        run_ffnops(name, command, "fib25")
+        return target
+
+    def run(self) -> None:
+        data = self.cfg.data
+        partitions = self.step(
+            "partitions",
+            ["partitions", f"labels={data.labels}", f"bbox={data.train_box}", *self.cfg.partitions],
+            Path("partitions.h5"),
+            "output=h5://{path}#partitions",
+        )
+        coordinates = self.step(
+            "coordinates",
+            [
+                "coordinates",
+                f"volumes=[training_sample2:h5://{partitions}#partitions]",
+                *self.cfg.coordinates,
+            ],
+            Path("coordinates.npz"),
+            "output={path}",
+        )
+        train_args = [
+            "train",
+            f"data.coordinates={coordinates}",
+            "~data.volumes.sample",
+            "+dataset@data.volumes.training_sample2=fib25_sample2",
+            f"data.volumes.training_sample2.image={data.image}",
+            f"data.volumes.training_sample2.labels={data.labels}",
+            *group_args(self.cfg, "trainer", "cpu"),
+            *self.cfg.train,
+            *self.tracking,
+            "tracking.alias=fib25",
+        ]
+        run_dir = self.root / f"train-{step_key(train_args)}"
+        resume = [f"resume={run_dir}"] if (run_dir / "ffnops_run.json").exists() else []
+        command = [*train_args, f"hydra.run.dir={run_dir}", *resume]
+        if self.cfg.dry_run:
+            print(f"ffnops {' '.join(command)}")
+        else:
+            run_ffnops("train", command, "fib25")
+        self.step(
+            "infer",
+            [
+                "infer",
+                f"model=models:/{self.cfg.tracking.model_name}@fib25",
+                f"image={data.image}",
+                f"groundtruth={data.labels}",
+                f"bbox={data.eval_box}",
+                *group_args(self.cfg, "executor", "cpu"),
+                *self.cfg.infer,
+                *self.tracking,
+            ],
+            Path("segmentation"),
+            "output=precomputed://{path}",
+        )
+
+
+def run(cfg: DictConfig) -> None:
+    Recipe(cfg).run()
