@@ -224,3 +224,21 @@ def test_in_memory_volume_is_served_by_neuroglancers_python_viewer(
     assert status == 200 and b"<html" in body.lower()
     assert [layer.name for layer in viewer.state.layers] == ["image", "segmentation"]
     assert list(viewer.state.position) == [16.0, 16.0, 21.0]  # x, y, z: offset 5 in z
+
+
+def test_view_of_a_volume_uri_and_of_an_unknown_run(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "ffnops", "view", f"h5://{SAMPLE}#labels",
+            f"image=h5://{SAMPLE}#image", "bbox=0:32,0:64,0:64", "timeout_s=1",
+        ],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "offline viewer: http://127.0.0.1:" in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "ffnops", "view", "0" * 32, "timeout_s=1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert f"no MLflow run {'0' * 32} in sqlite:///mlflow.db" in proc.stderr
