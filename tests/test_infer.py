@@ -201,3 +201,21 @@ def test_corrupt_checkpoint_is_reported(tmp_path: Path) -> None:
         FfnopsError, match=r"corrupt inference checkpoint .*delete it to start over"
     ):
         resume_from(spoiled, canvas)
+
+
+def test_groundtruth_not_covering_the_box_fails_before_inference(
+    store: tuple[Path, str],
+) -> None:
+    path, uri = store
+    with open_volume(LABELS) as gt:
+        write_array(f"zarr://{path}/short_gt.zarr", gt.read()[:32], overwrite=True)
+    proc = ffnops(
+        *infer_args(
+            uri, f"output=zarr://{path}/never.zarr", f"groundtruth=zarr://{path}/short_gt.zarr"
+        ),
+        cwd=path,
+    )
+    assert proc.returncode == 2
+    assert "does not cover the box [0:64,0:64,0:64]" in proc.stderr
+    assert "seed/s" not in proc.stderr  # no progress bar: it failed before any work
+    assert not (path / "never.zarr").exists()

@@ -24,8 +24,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from ffnops.data.dataset import LABEL_DTYPES
 from ffnops.errors import FfnopsError, VolumeError, VolumeExistsError
 from ffnops.ffn.canvas import Canvas, run_canvas
+from ffnops.ffn.geometry import as_vec3
 from ffnops.ffn.metrics import score_segmentation
 from ffnops.ffn.options import InferenceOptions
 from ffnops.ffn.predictor import TorchPredictor
@@ -112,6 +114,20 @@ def resume_from(path: Path, canvas: Canvas) -> int:
     return first
 
 
+def groundtruth_box(uri: str, box: BBox, image_offset: tuple[int, ...]) -> BBox:
+    """The box of the ground truth that lies under ``box`` of the image (aligned by offsets),
+    checked before inference so a wrong ground truth fails at once, not after the run."""
+    with open_volume(uri, dtypes=LABEL_DTYPES) as gt:
+        start = [b + i - g for b, i, g in zip(box.start, image_offset, gt.offset, strict=True)]
+        gt_box = BBox(as_vec3(start), box.size)
+        if not gt_box.inside(gt.shape):
+            raise FfnopsError(
+                f"groundtruth {uri} (shape {gt.shape}, offset {gt.offset}) does not cover the "
+                f"box [{box}] of the image (offset {tuple(image_offset)}); its part is [{gt_box}]"
+            )
+    return gt_box
+
+
 def device_name(requested: str) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -144,6 +160,7 @@ def run(cfg: DictConfig) -> None:
             )
         raw = volume.read(box)
         voxel_size, offset = volume.voxel_size, volume.offset
+    gt_box = groundtruth_box(cfg.groundtruth, box, offset) if cfg.groundtruth else None
     mask = None
     if cfg.mask:
         with open_volume(cfg.mask) as mask_volume:
@@ -212,9 +229,8 @@ def run(cfg: DictConfig) -> None:
         "fov_steps_per_s": canvas.counters.network_calls / max(seconds, 1e-9),
         "ms_per_step": 1000 * seconds / max(canvas.counters.network_calls, 1),
     }
-    if cfg.groundtruth:
+    if gt_box is not None:
         with open_volume(cfg.groundtruth) as gt_volume:
-            gt_box = box if gt_volume.shape == volume.shape else BBox.from_shape(gt_volume.shape)
             scores = score_segmentation(labels, np.asarray(gt_volume.read(gt_box)))
         metrics.update({f"eval/{k}": v for k, v in scores.as_dict().items()})
     log_inference_run(cfg, registered, options, metrics, raw, result, box)
