@@ -33,6 +33,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from ffnops.errors import FfnopsError
+from ffnops.ffn.predictor import cpu_has_fast_bf16
 from ffnops.sample_data import GOOGLE_FIB25_CHECKPOINT, sample_path
 from ffnops.tracking.mlflow_tracking import MLFLOW_PARENT_RUN_ID, check_tracking_uri
 
@@ -45,13 +46,8 @@ def training_precision(requested: str) -> str:
     """``auto``: bf16 where it is fast (CUDA, AVX512-BF16 or AMX CPUs), else fp32."""
     if requested != "auto":
         return requested
-    if torch.cuda.is_available():
-        return "bf16-mixed"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    return "bf16-mixed" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "32-true"
+    fast = torch.cuda.is_available() or cpu_has_fast_bf16()
+    return "bf16-mixed" if fast else "32-true"
 
 
 @dataclass
