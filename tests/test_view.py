@@ -242,3 +242,16 @@ def test_view_of_a_volume_uri_and_of_an_unknown_run(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2
     assert f"no MLflow run {'0' * 32} in sqlite:///mlflow.db" in proc.stderr
+
+
+def test_view_latest_picks_the_newest_inference_run(
+    published: tuple[Path, str, str, int], tmp_path: Path
+) -> None:
+    _, uri, run_id, _ = published
+    proc = subprocess.run(
+        [sys.executable, "-m", "ffnops", "view", "latest", f"tracking.tracking_uri={uri}",
+         "viewer.port=0", "timeout_s=1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"serving run {run_id} " in proc.stdout

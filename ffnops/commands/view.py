@@ -1,4 +1,4 @@
-"""``ffnops view RUN_ID|URI``: look at a segmentation over its image in neuroglancer.
+"""``ffnops view RUN_ID|latest|URI``: look at a segmentation over its image in neuroglancer.
 
 For an inference run, the run's neuroglancer copy (precomputed, in its artifacts) is served
 read-only over HTTP on ``viewer.host:viewer.port`` with CORS, which is what the run's
@@ -17,7 +17,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ffnops.data.dataset import LABEL_DTYPES
-from ffnops.tracking.runs import run_artifacts
+from ffnops.tracking.runs import latest_run, run_artifacts
 from ffnops.viewing.python_viewer import open_viewer
 from ffnops.viewing.server import ViewServer
 from ffnops.viewing.state import (
@@ -34,23 +34,23 @@ _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def run(cfg: DictConfig) -> None:
-    if _RUN_ID.match(str(cfg.target)):
-        view_run(cfg)
+    if cfg.target == "latest":
+        view_run(cfg, latest_run(cfg.tracking.tracking_uri, cfg.tracking.inference_experiment))
+    elif _RUN_ID.match(str(cfg.target)):
+        view_run(cfg, cfg.target)
     else:
         view_volume(cfg)
 
 
-def view_run(cfg: DictConfig) -> None:
+def view_run(cfg: DictConfig, run_id: str) -> None:
     folder = run_artifacts(
-        cfg.tracking.tracking_uri, cfg.target, RUN_ARTIFACTS, cfg.tracking.inference_experiment
+        cfg.tracking.tracking_uri, run_id, RUN_ARTIFACTS, cfg.tracking.inference_experiment
     )
     with open_volume(f"precomputed://{folder / SEGMENTATION_LAYER}") as seg:
         voxel_size, offset, shape = seg.voxel_size, seg.offset, seg.shape
-    with ViewServer({cfg.target: folder}, cfg.viewer.host, cfg.viewer.port) as server:
-        state = served_run_state(
-            server.url, cfg.target, voxel_size, offset, shape, cfg.viewer.layout
-        )
-        print(f"serving run {cfg.target} ({folder}) read-only at {server.url}/data/{cfg.target}/")
+    with ViewServer({run_id: folder}, cfg.viewer.host, cfg.viewer.port) as server:
+        state = served_run_state(server.url, run_id, voxel_size, offset, shape, cfg.viewer.layout)
+        print(f"serving run {run_id} ({folder}) read-only at {server.url}/data/{run_id}/")
         print(f"public client: {state_url(state, cfg.viewer.client_url)}")
         show(cfg, open_viewer(state, cfg.viewer.host).get_viewer_url())
 

@@ -23,6 +23,25 @@ def recent_runs(tracking_uri: str, experiment: str, limit: int = 5) -> list[str]
     return [f"{r.info.run_id} ({r.info.run_name})" for r in runs]
 
 
+def latest_run(tracking_uri: str, experiment: str) -> str:
+    """The id of the newest finished run of ``experiment`` (``ffnops view latest``)."""
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    runs = (
+        client.search_runs(
+            [found.experiment_id],
+            filter_string="attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        if found
+        else []
+    )
+    if not runs:
+        raise FfnopsError(f"no finished run in experiment {experiment!r} of {tracking_uri}")
+    return str(runs[0].info.run_id)
+
+
 def run_artifacts(tracking_uri: str, run_id: str, artifact_path: str, experiment: str) -> Path:
     """A local folder holding ``artifact_path`` of run ``run_id`` (downloaded if remote)."""
     client = MlflowClient(tracking_uri)
