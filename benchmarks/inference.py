@@ -19,7 +19,10 @@ For each precision (``--precisions fp32,bf16``; fp32 is the faithful default, bf
 It prints ms per step, FOV steps/s, segmented voxels/s, the step / bare-forward ratio (target:
 <= 1.10 fp32, <= 1.15 bf16), and for complete runs with ground truth (labels exist for z < 175)
 adapted Rand error, VOI split/merge and object counts, plus the number of voxels that differ from
-fp32, so the fast mode's quality is measured, not assumed. Google's own TF code is not run here
+fp32, so the fast mode's quality is measured, not assumed. ``bf16-emulated`` runs fp32 arithmetic
+rounded where bf16 autocast rounds (see ``emulate_bf16``): bf16's segmentation on CPUs without
+AVX512-BF16/AMX, where real bf16 is emulated by oneDNN and about 50x slower than fp32 (its speed
+there means nothing). Google's own TF code is not run here
 (no TensorFlow); its step times on these machines are in ../shared/PERFORMANCE.md (94 ms AMD EPYC
 with AVX-512, 134 ms Intel Xeon with AMX) -- compare with care: the CPU differs by day.
 
@@ -53,6 +56,27 @@ from ffnops.volumes import open_volume
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "fib25" / "training_sample2"
 TARGETS = {"fp32": 1.10, "bf16": 1.15}
+
+
+def to_bf16(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to(torch.bfloat16).to(torch.float32)
+
+
+def emulate_bf16(model: torch.nn.Module) -> torch.nn.Module:
+    """fp32 arithmetic with bf16 autocast's rounding points: every Conv3d's input, weights, bias
+    and output and every residual sum are rounded to bfloat16 (accumulation stays fp32, as
+    oneDNN's). Gives bf16's *numbers* on CPUs where real bf16 is emulated and 50x slow."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            with torch.no_grad():
+                module.weight.copy_(to_bf16(module.weight))
+                if module.bias is not None:
+                    module.bias.copy_(to_bf16(module.bias))
+            module.register_forward_pre_hook(lambda _m, args: (to_bf16(args[0]),))
+            module.register_forward_hook(lambda _m, _args, out: to_bf16(out))
+        elif type(module).__name__ == "ResidualModule":
+            module.register_forward_hook(lambda _m, _args, out: to_bf16(out))
+    return model
 
 
 class Stop(Exception):
@@ -143,8 +167,11 @@ def main() -> None:
     print(f"image {image_uri} [{box}], {len(seeds)} seeds, Google's checkpoint and request")
     rows, results = [], {}
     for precision in args.precisions.split(","):
+        model = model_from_checkpoint(variables)
+        if precision == "bf16-emulated":
+            model = emulate_bf16(model)
         predictor = TorchPredictor(
-            model_from_checkpoint(variables), "cpu", precision, channels_last=True
+            model, "cpu", "bf16" if precision == "bf16" else "fp32", channels_last=True
         )
         before = bare_forward_ms(predictor, fov_input, args.forwards)
         canvas = Canvas(image, (33, 33, 33), (8, 8, 8), options)
