@@ -66,25 +66,34 @@ def validate_training_data(
         )
     half = np.asarray(patch_size) // 2
     for index, name in enumerate(table.names):
-        with datasets[name].open_image() as image, datasets[name].open_labels() as labels:
-            if image.shape != labels.shape:
+        dataset = datasets[name]
+        with dataset.open_image() as image, dataset.open_labels() as labels:
+            region = dataset.region()
+            if region is None and image.shape != labels.shape:
                 raise FfnopsError(
                     f"volume {name!r}: image {image.uri} has shape {image.shape} but labels "
-                    f"{labels.uri} have shape {labels.shape}; they must cover the same voxels"
+                    f"{labels.uri} have shape {labels.shape}; they must cover the same voxels "
+                    "(or set the dataset's bbox to the part both cover)"
                 )
-            shape = np.asarray(image.shape)
-        if (np.asarray(patch_size) > shape).any():
+            region = region or BBox.from_shape(image.shape)
+            if not (region.inside(image.shape) and region.inside(labels.shape)):
+                raise FfnopsError(
+                    f"volume {name!r}: bbox [{region}] is not inside both the image "
+                    f"{image.shape} and the labels {labels.shape}"
+                )
+        low, shape = np.asarray(region.start), np.asarray(region.stop)
+        if (np.asarray(patch_size) > shape - low).any():
             raise FfnopsError(
                 f"volume {name!r} of shape {tuple(shape)} is smaller than the training patch "
                 f"{patch_size} (FOV + 2 x deltas x moves); use a smaller FOV or a larger volume"
             )
         centres = table.zyx[table.volume == index]
-        bad = ((centres - half) < 0).any(axis=1) | ((centres + half) >= shape).any(axis=1)
+        bad = ((centres - half) < low).any(axis=1) | ((centres + half) >= shape).any(axis=1)
         if bad.any():
             first = tuple(int(c) for c in centres[np.argmax(bad)])
             raise FfnopsError(
                 f"{int(bad.sum())} coordinate(s) of volume {name!r} (first: z, y, x = {first}) "
-                f"lie within {tuple(int(h) for h in half)} of its faces (shape {tuple(shape)}), "
+                f"lie within {tuple(int(h) for h in half)} of the faces of [{region}], "
                 f"so their {patch_size} patches leave it; rebuild the coordinates with "
                 f"margin >= {[int(h) for h in half]}"
             )
