@@ -95,6 +95,7 @@ class Recipe:
             "+dataset@data.volumes.training_sample2=fib25_sample2",
             f"data.volumes.training_sample2.image={data.image}",
             f"data.volumes.training_sample2.labels={data.labels}",
+            f"data.volumes.training_sample2.bbox={data.train_box}",  # patches stay in it
             *group_args(self.cfg, "trainer", "cpu"),
             *self.cfg.train,
             *self.tracking,

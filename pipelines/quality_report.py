@@ -149,7 +149,8 @@ def main() -> None:
         ffnops(
         "train", f"data.coordinates={work}/coordinates.npz", "~data.volumes.sample",
         "+dataset@data.volumes.train=fib25_sample2", f"data.volumes.train.image={image}",
-        f"data.volumes.train.labels={labels}", "model.init_from=models:/google_fib25@baseline",
+        f"data.volumes.train.labels={labels}", f"data.volumes.train.bbox={args.train_box}",
+        "model.init_from=models:/google_fib25@baseline",
         "tracking.model_name=google_fib25", "tracking.alias=finetuned",
         f"trainer.max_steps={args.steps}", "trainer.limit_val_batches=0",
         "training.channels_last=true", *track, cwd=work,

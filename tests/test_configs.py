@@ -15,6 +15,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
 from ffnops.cli import COMMANDS
+from ffnops.config.schemas import MODEL_START_KEYS
 from ffnops.config.store import GROUP_SCHEMAS, OPTION_SCHEMAS, register_configs
 
 CONF_DIR = Path(ffnops.conf.__file__).parent
@@ -48,12 +49,14 @@ def test_group_config_composes_and_instantiates(name: str) -> None:
         return
     target = hydra.utils.get_class(node._target_)
     accepted = set(inspect.signature(target.__init__).parameters)
-    unknown = set(node) - accepted - {"_target_", "_partial_"}
+    unknown = set(node) - accepted - {"_target_", "_partial_", *MODEL_START_KEYS}
     assert not unknown, f"{name}: {target.__name__} takes no {sorted(unknown)}"
     needs_gpu = node.get("accelerator") == "gpu"
     if needs_gpu and not torch.cuda.is_available():
         pytest.skip(f"{name} needs a GPU to instantiate (its keys were checked)")
-    built = hydra.utils.instantiate(node, **({"logger": False} if group == "trainer" else {}))
+    arguments = {k: v for k, v in node.items() if k not in MODEL_START_KEYS}
+    extra = {"logger": False} if group == "trainer" else {}
+    built = hydra.utils.instantiate(OmegaConf.create(arguments), **extra)
     if node.get("_partial_"):  # e.g. an optimiser, completed by the command with parameters
         built = built(torch.nn.Linear(2, 1).parameters())
     assert isinstance(built, target)
@@ -81,7 +84,9 @@ def test_wrong_type_fails_with_the_key() -> None:
 
 def test_model_values_come_from_the_files() -> None:
     cfg = compose(config_name="model/convstack_3d")
-    model = hydra.utils.instantiate(cfg.model)
+    model = hydra.utils.instantiate(
+        {k: v for k, v in cfg.model.items() if k not in MODEL_START_KEYS}
+    )
     assert model.depth == 12 and model.fov_size == (33, 33, 33) and model.deltas == (8, 8, 8)
 
 

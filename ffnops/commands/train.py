@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from ffnops.config.schemas import MODEL_START_KEYS
 from ffnops.data.dataset import Dataset
 from ffnops.data.examples import Augmentation
 from ffnops.errors import FfnopsError
@@ -126,7 +127,8 @@ def run(cfg: DictConfig) -> None:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     directory, previous = run_directory(cfg)
     model_cfg: dict[str, Any] = OmegaConf.to_container(cfg.model)  # type: ignore[assignment]
-    init_from = model_cfg.pop("init_from", None)
+    start = {key: model_cfg.pop(key, None) for key in MODEL_START_KEYS}
+    init_from = start["init_from"]
     model = hydra.utils.instantiate(model_cfg)
     parent = initialise_from(model, init_from, cfg) if init_from and not previous else None
     geometry = TrainingGeometry(

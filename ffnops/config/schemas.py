@@ -14,6 +14,10 @@ from omegaconf import MISSING
 
 from ffnops.ffn.options import InferenceOptions
 
+# Keys of ``model/`` that say how the network starts, not how it is built: the train command takes
+# them out before ``hydra.utils.instantiate``.
+MODEL_START_KEYS = ("init_from",)
+
 
 @dataclass
 class ModelConfig:
