@@ -37,7 +37,7 @@ def test_setup_is_two_commands_and_ci_runs_the_second() -> None:
 def test_tour_runs_as_written(tmp_path: Path) -> None:
     (block,) = bash_blocks("Using it")
     script = []
-    for line in block.splitlines():
+    for line in block.replace("\\\n", " ").splitlines():  # join continued lines
         if line.startswith("mlflow ui"):
             continue  # a server that runs until stopped
         if line.startswith("ffnops view"):
