@@ -13,6 +13,7 @@ import re
 import time
 import webbrowser
 
+import neuroglancer
 import numpy as np
 from omegaconf import DictConfig
 
@@ -52,7 +53,7 @@ def view_run(cfg: DictConfig, run_id: str) -> None:
         state = served_run_state(server.url, run_id, voxel_size, offset, shape, cfg.viewer.layout)
         print(f"serving run {run_id} ({folder}) read-only at {server.url}/data/{run_id}/")
         print(f"public client: {state_url(state, cfg.viewer.client_url)}")
-        show(cfg, open_viewer(state, cfg.viewer.host).get_viewer_url())
+        show(cfg, open_viewer(state, cfg.viewer.host))
 
 
 def view_volume(cfg: DictConfig) -> None:
@@ -66,11 +67,15 @@ def view_volume(cfg: DictConfig) -> None:
         with open_volume(cfg.image) as volume:
             image = np.asarray(volume.read(box))
     state = in_memory_state(image, labels, voxel_size, offset, cfg.viewer.layout)
-    show(cfg, open_viewer(state, cfg.viewer.host).get_viewer_url())
+    show(cfg, open_viewer(state, cfg.viewer.host))
 
 
-def show(cfg: DictConfig, offline_url: str) -> None:
-    """Prints (and opens) the offline viewer's link, then serves until Ctrl-C or the timeout."""
+def show(cfg: DictConfig, viewer: neuroglancer.Viewer) -> None:
+    """Prints (and opens) the offline viewer's link, then serves until Ctrl-C or the timeout.
+
+    Holds ``viewer`` while serving: neuroglancer's server keeps viewers by weak reference, so a
+    dropped one answers 404."""
+    offline_url = viewer.get_viewer_url()
     print(f"offline viewer: {offline_url}")
     if cfg.open_browser:
         webbrowser.open(offline_url)
