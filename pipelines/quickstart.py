@@ -152,15 +152,7 @@ class Quickstart:
             f"lom_radius=[{','.join(str(r) for r in s.lom_radius)}]",
             f"min_size={s.min_size}",
         ]
-        key = f"partitions-{step_key(args)}"
-        out = self.root / f"{key}.h5"
-        if out.exists():
-            self.skip("partitions", f"{out.name} exists")
-            return out
-        args.append(f"output=h5://{out}#partitions")
-        self.run_command("partitions", args)
-        self.record(key, args, {"output": str(out)})
-        return out
+        return self.file_step("partitions", args, ".h5", "output=h5://{path}#partitions")
 
     def coordinates(self, partitions: Path) -> Path:
         args = [
@@ -169,13 +161,17 @@ class Quickstart:
             "margin=[24,24,24]",  # the training patch radius: FOV 33 + one move of 8 each way
             "seed=0",
         ]
-        key = f"coordinates-{step_key(args)}"
-        out = self.root / f"{key}.npz"
+        return self.file_step("coordinates", args, ".npz", "output={path}")
+
+    def file_step(self, name: str, args: list[str], suffix: str, output_arg: str) -> Path:
+        """A step whose output is one file named by its key: skipped when the file exists."""
+        key = f"{name}-{step_key(args)}"
+        out = self.root / f"{key}{suffix}"
         if out.exists():
-            self.skip("coordinates", f"{out.name} exists")
+            self.skip(name, f"{out.name} exists")
             return out
-        args.append(f"output={out}")
-        self.run_command("coordinates", args)
+        args = [*args, output_arg.format(path=out)]
+        self.run_command(name, args)
         self.record(key, args, {"output": str(out)})
         return out
 
