@@ -57,3 +57,10 @@ def publish(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
         remove_path(old)
     else:
         os.replace(tmp, final)
+
+
+def write_text(final: str | os.PathLike[str], text: str) -> None:
+    """Writes a small text file whole or not at all."""
+    tmp = fresh_partial(final)
+    tmp.write_text(text)
+    publish(tmp, final)

@@ -90,6 +90,8 @@ def test_infer_segments_writes_evaluates_and_logs(store: tuple[Path, str]) -> No
     assert run.data.metrics["objects"] == len(np.unique(seg)) - 1
     assert run.data.metrics["eval/adapted_rand_error"] < 0.1
     assert run.data.metrics["network_calls"] > 10
+    # the run was open while the work ran, so the UI shows its real duration
+    assert run.info.end_time - run.info.start_time >= 1000 * run.data.metrics["seconds"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert artifacts == {"segmentation_overlay.png", "neuroglancer", "neuroglancer_state.json"}
     views = {a.path for a in client.list_artifacts(run.info.run_id, "neuroglancer")}
@@ -185,6 +187,15 @@ def test_kill_and_resume_gives_the_uninterrupted_result(store: tuple[Path, str])
         open_volume(f"zarr://{path}/resumed.zarr") as resumed,
     ):
         np.testing.assert_array_equal(resumed.read(), whole.read())
+    # the killed start and the resumed end are one MLflow run, finished, with its progress
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("inference").experiment_id],
+        f"tags.`ffnops.output` = 'zarr://{path}/resumed.zarr'",
+    )
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    assert client.get_metric_history(runs[0].info.run_id, "progress/seeds_done")
+    assert not list((path / "resume" / "checkpoints").iterdir())  # checkpoint and run id gone
 
 
 def test_corrupt_checkpoint_is_reported(tmp_path: Path) -> None:

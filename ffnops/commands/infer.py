@@ -12,6 +12,8 @@ import hashlib
 import json
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,14 +21,17 @@ from typing import Any
 import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
+import numpy.typing as npt
 import torch
 from hydra.core.hydra_config import HydraConfig
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from ffnops.atomic import fresh_partial, publish, write_text
 from ffnops.data.dataset import LABEL_DTYPES
 from ffnops.errors import FfnopsError, VolumeError, VolumeExistsError
-from ffnops.ffn.canvas import Canvas, run_canvas
+from ffnops.ffn.canvas import Canvas, Predict, run_canvas
 from ffnops.ffn.geometry import as_vec3
 from ffnops.ffn.metrics import score_segmentation
 from ffnops.ffn.options import InferenceOptions
@@ -92,11 +97,10 @@ def checkpoint_file(
 
 def save_state(path: Path, state: dict[str, np.ndarray]) -> None:
     """Writes the canvas state atomically (a kill leaves the previous checkpoint intact)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
+    tmp = fresh_partial(path)
     with open(tmp, "wb") as f:
         np.savez(f, **state)  # type: ignore[arg-type]
-    tmp.replace(path)
+    publish(tmp, path)
 
 
 def resume_from(path: Path, canvas: Canvas) -> int:
@@ -186,54 +190,41 @@ def run(cfg: DictConfig) -> None:
 
     checkpoint = checkpoint_file(cfg, registered, options, box)
     first_seed = resume_from(checkpoint, canvas)
-    started = last_save = time.perf_counter()
-    bar = tqdm(total=len(seeds), initial=first_seed, desc="infer", unit="seed")
+    with inference_run(cfg, registered, options, box, checkpoint) as mlflow_run:
+        run_id = mlflow_run.info.run_id
+        started = time.perf_counter()
+        progress = SeedProgress(canvas, len(seeds), first_seed)
 
-    def after_seed(index: int) -> None:
-        nonlocal last_save
-        elapsed = max(time.perf_counter() - started, 1e-9)
-        bar.update(1)
-        bar.set_postfix(
-            objects=canvas.counters.objects,
-            voxels=canvas.counters.voxels_segmented,
-            steps_s=f"{canvas.counters.network_calls / elapsed:.1f}",
-            refresh=False,
+        def after_seed(index: int) -> None:
+            progress.seed_done()
+            if progress.due_for_checkpoint(options.checkpoint_interval_s):
+                save_state(checkpoint, canvas.state())
+                progress.log_to_mlflow()
+
+        run_canvas(canvas.segment_all(seeds, first_seed, after_seed), progress.wrap(predictor))
+        progress.close()
+        seconds = time.perf_counter() - started
+        labels = canvas.final_segmentation()
+        result = SegmentationResult(
+            labels=labels,
+            offset=tuple(o + s for o, s in zip(offset, box.start, strict=True)),  # type: ignore[arg-type]
+            voxel_size=voxel_size,
+            origins={
+                i: SeedOrigin(o.start, o.iters, o.walltime_s) for i, o in canvas.origins.items()
+            },
+            counters={**canvas.counters.as_dict(), "seconds": seconds},
+            probabilities=canvas.probabilities,
+            image_uri=cfg.image,
+            settings={**vars(options), "model": registered.uri, "bbox": str(box)},
         )
-        interval = options.checkpoint_interval_s
-        if interval > 0 and time.perf_counter() - last_save >= interval:
-            save_state(checkpoint, canvas.state())
-            last_save = time.perf_counter()
-
-    run_canvas(canvas.segment_all(seeds, first_seed, after_seed), predictor)
-    bar.close()
-    seconds = time.perf_counter() - started
-    labels = canvas.final_segmentation()
-    result = SegmentationResult(
-        labels=labels,
-        offset=tuple(o + s for o, s in zip(offset, box.start, strict=True)),  # type: ignore[arg-type]
-        voxel_size=voxel_size,
-        origins={i: SeedOrigin(o.start, o.iters, o.walltime_s) for i, o in canvas.origins.items()},
-        counters={**canvas.counters.as_dict(), "seconds": seconds},
-        probabilities=canvas.probabilities,
-        image_uri=cfg.image,
-        settings={**vars(options), "model": registered.uri, "bbox": str(box)},
-    )
-    written = write_segmentation(result, cfg.output, overwrite=cfg.overwrite)
-    checkpoint.unlink(missing_ok=True)  # the output is complete
-    metrics: dict[str, float] = {
-        "seconds": seconds,
-        "objects": float(canvas.counters.objects),
-        "network_calls": float(canvas.counters.network_calls),
-        "voxels_segmented": float(canvas.counters.voxels_segmented),
-        "voxels_per_s": canvas.counters.voxels_segmented / max(seconds, 1e-9),
-        "fov_steps_per_s": canvas.counters.network_calls / max(seconds, 1e-9),
-        "ms_per_step": 1000 * seconds / max(canvas.counters.network_calls, 1),
-    }
-    if gt_box is not None:
-        with open_volume(cfg.groundtruth) as gt_volume:
-            scores = score_segmentation(labels, np.asarray(gt_volume.read(gt_box)))
-        metrics.update({f"eval/{k}": v for k, v in scores.as_dict().items()})
-    log_inference_run(cfg, registered, options, metrics, raw, result, box)
+        written = write_segmentation(result, cfg.output, overwrite=cfg.overwrite)
+        checkpoint.unlink(missing_ok=True)  # the output is complete
+        metrics = run_metrics(canvas, seconds)
+        if gt_box is not None:
+            with open_volume(cfg.groundtruth) as gt_volume:
+                scores = score_segmentation(labels, np.asarray(gt_volume.read(gt_box)))
+            metrics.update({f"eval/{k}": v for k, v in scores.as_dict().items()})
+        log_inference_results(cfg, registered, metrics, raw, result, box, run_id)
     print(
         f"wrote {written}: {canvas.counters.objects} objects, {canvas.counters.network_calls} "
         f"FOV steps in {seconds:.1f} s ({metrics['ms_per_step']:.1f} ms/step)"
@@ -243,44 +234,143 @@ def run(cfg: DictConfig) -> None:
             print(f"  {key[5:]:<20} {value:.4f}")
 
 
-def log_inference_run(
+def run_metrics(canvas: Canvas, seconds: float) -> dict[str, float]:
+    """Size and speed of the finished inference (seconds count this process's work only)."""
+    counters = canvas.counters
+    return {
+        "seconds": seconds,
+        "objects": float(counters.objects),
+        "network_calls": float(counters.network_calls),
+        "voxels_segmented": float(counters.voxels_segmented),
+        "voxels_per_s": counters.voxels_segmented / max(seconds, 1e-9),
+        "fov_steps_per_s": counters.network_calls / max(seconds, 1e-9),
+        "ms_per_step": 1000 * seconds / max(counters.network_calls, 1),
+    }
+
+
+class SeedProgress:
+    """The progress bar over seeds, refreshed during long floods too (one object can take
+    thousands of FOV steps), and the running counts logged to MLflow at each checkpoint."""
+
+    def __init__(self, canvas: Canvas, seeds: int, first_seed: int) -> None:
+        self.canvas = canvas
+        self.calls_at_start = canvas.counters.network_calls
+        self.started = self.last_shown = self.last_save = time.perf_counter()
+        self.bar = tqdm(total=seeds, initial=first_seed, desc="infer", unit="seed")
+
+    def show(self) -> None:
+        counters = self.canvas.counters
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix(
+            objects=counters.objects,
+            fov_steps=counters.network_calls,
+            steps_s=f"{(counters.network_calls - self.calls_at_start) / elapsed:.2f}",
+            refresh=True,
+        )
+        self.last_shown = time.perf_counter()
+
+    def seed_done(self) -> None:
+        self.bar.update(1)
+        if time.perf_counter() - self.last_shown >= 1.0:
+            self.show()
+
+    def wrap(self, predict: Predict) -> Predict:
+        def predict_and_show(inputs: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+            logits = predict(inputs)
+            if time.perf_counter() - self.last_shown >= 1.0:
+                self.show()
+            return logits
+
+        return predict_and_show
+
+    def due_for_checkpoint(self, interval_s: float) -> bool:
+        if interval_s <= 0 or time.perf_counter() - self.last_save < interval_s:
+            return False
+        self.last_save = time.perf_counter()
+        return True
+
+    def log_to_mlflow(self) -> None:
+        counters = self.canvas.counters
+        mlflow.log_metrics(
+            {
+                "progress/seeds_done": float(self.canvas.seeds_done),
+                "progress/objects": float(counters.objects),
+                "progress/voxels_segmented": float(counters.voxels_segmented),
+            },
+            step=counters.network_calls,
+        )
+
+    def close(self) -> None:
+        self.show()
+        self.bar.close()
+
+
+@contextmanager
+def inference_run(
     cfg: DictConfig,
     registered: RegisteredModel,
     options: InferenceOptions,
+    box: BBox,
+    checkpoint: Path,
+) -> Iterator[mlflow.ActiveRun]:
+    """The inference's MLflow run, opened before the work so the UI shows its real duration and
+    state; an inference resumed after a kill continues the run its first start opened."""
+    mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
+    mlflow.set_experiment(cfg.tracking.inference_experiment)
+    run_id_file = checkpoint.with_suffix(".run_id")
+    run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
+    if run_id is not None and not run_exists(run_id):
+        run_id = None
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else cfg.tracking.run_name) as run:
+        if run_id is None:
+            params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+            params.update({f"effective.{k}": str(v) for k, v in vars(options).items()})
+            params["bbox"] = str(box)
+            mlflow.log_params(params)
+            mlflow.set_tags(
+                {
+                    "ffnops.model_uri": registered.uri,
+                    "ffnops.model_name": registered.name,
+                    "ffnops.model_version": registered.version,
+                    "ffnops.output": cfg.output,
+                    "ffnops.image": cfg.image,
+                    **run_tags(cfg.tracking),
+                }
+            )
+            write_text(run_id_file, run.info.run_id)
+        yield run
+    run_id_file.unlink(missing_ok=True)
+
+
+def run_exists(run_id: str) -> bool:
+    try:
+        mlflow.MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
+def log_inference_results(
+    cfg: DictConfig,
+    registered: RegisteredModel,
     metrics: dict[str, float],
     image: np.ndarray,
     result: SegmentationResult,
     box: BBox,
+    run_id: str,
 ) -> None:
-    """One MLflow run per inference, linked to the model version, with an overlay picture and
-    (``viewer.publish``) a neuroglancer copy of image and segmentation with a link to it."""
-    mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
-    mlflow.set_experiment(cfg.tracking.inference_experiment)
-    with mlflow.start_run(run_name=cfg.tracking.run_name) as run:
-        params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-        params.update({f"effective.{k}": str(v) for k, v in vars(options).items()})
-        params["bbox"] = str(box)
-        mlflow.log_params(params)
-        mlflow.set_tags(
-            {
-                "ffnops.model_uri": registered.uri,
-                "ffnops.model_name": registered.name,
-                "ffnops.model_version": registered.version,
-                "ffnops.output": cfg.output,
-                "ffnops.image": cfg.image,
-                **run_tags(cfg.tracking),
-            }
-        )
-        mlflow.log_metrics(metrics)
-        figure = overlay_figure(
-            image, result.labels, f"{registered.uri} on {Path(str(cfg.image)).name} [{box}]"
-        )
-        mlflow.log_figure(figure, "segmentation_overlay.png")
-        plt.close(figure)
-        print(f"MLflow run {run.info.run_id} in experiment {cfg.tracking.inference_experiment!r}")
-        if cfg.viewer.publish:
-            link = publish_view(cfg.viewer, run.info.run_id, image, result)
-            print(f"neuroglancer (while `ffnops view {run.info.run_id}` runs): {link}")
+    """Scores, an overlay picture and (``viewer.publish``) a neuroglancer copy of image and
+    segmentation with a link to it, on the active inference run."""
+    mlflow.log_metrics(metrics)
+    figure = overlay_figure(
+        image, result.labels, f"{registered.uri} on {Path(str(cfg.image)).name} [{box}]"
+    )
+    mlflow.log_figure(figure, "segmentation_overlay.png")
+    plt.close(figure)
+    print(f"MLflow run {run_id} in experiment {cfg.tracking.inference_experiment!r}")
+    if cfg.viewer.publish:
+        link = publish_view(cfg.viewer, run_id, image, result)
+        print(f"neuroglancer (while `ffnops view {run_id}` runs): {link}")
 
 
 def publish_view(
