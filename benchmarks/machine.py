@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import platform
-from pathlib import Path
 
+from ffnops.ffn.cpu import cpu_model
 
-def cpu_model() -> str:
-    """The CPU's model name (these machines differ from day to day: say which one ran)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+__all__ = ["cpu_model", "library_versions", "load_average"]
 
 
 def library_versions(*names: str) -> str:

@@ -166,17 +166,32 @@ def quote_values(overrides: Sequence[str]) -> list[str]:
     return quoted
 
 
+def config_dir() -> Path:
+    """The Hydra configs: ``conf/`` installed as ``ffnops.conf``, or beside the package when
+    ffnops runs from a source checkout (``python -m ffnops`` in the repository root)."""
+    try:
+        import ffnops.conf  # type: ignore[import-not-found]  # conf/, mapped into the package
+    except ModuleNotFoundError:
+        source = Path(__file__).resolve().parents[1] / "conf"
+        if (source / "infer.yaml").is_file():
+            return source
+        raise SystemExit(
+            f"ffnops: error: its configs are missing (no ffnops.conf, no {source}); "
+            "reinstall with `pip install .`"
+        ) from None
+    return Path(ffnops.conf.__file__).parent
+
+
 def run_command(command: Command, overrides: Sequence[str]) -> None:
     """Runs one command as a Hydra app with ``overrides`` as its command line."""
     import hydra
     from omegaconf import DictConfig
 
-    import ffnops.conf  # type: ignore[import-not-found]  # conf/, mapped into the package
     from ffnops.config.store import register_configs
     from ffnops.errors import FfnopsError
 
     register_configs()
-    conf_dir = str(Path(ffnops.conf.__file__).parent)
+    conf_dir = str(config_dir())
 
     @hydra.main(version_base="1.3", config_path=conf_dir, config_name=command.name)
     def app(cfg: DictConfig) -> None:

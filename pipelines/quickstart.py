@@ -33,7 +33,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from ffnops.errors import FfnopsError
-from ffnops.ffn.predictor import cpu_has_fast_bf16
+from ffnops.ffn.cpu import cpu_has_fast_bf16
 from ffnops.sample_data import GOOGLE_FIB25_CHECKPOINT, sample_path
 from ffnops.tracking.mlflow_tracking import MLFLOW_PARENT_RUN_ID, check_tracking_uri
 

@@ -10,6 +10,10 @@ from collections.abc import Sequence
 
 from ffnops.errors import FfnopsError
 
+# ``-P``: the folder a pipeline runs in is not put on sys.path, so a source checkout there cannot
+# shadow the installed ffnops the pipeline itself runs on.
+FFNOPS = (sys.executable, "-P", "-m", "ffnops")
+
 
 def step_key(args: Sequence[str]) -> str:
     """A short hash of a step's arguments: the same arguments mean the same output."""
@@ -19,7 +23,7 @@ def step_key(args: Sequence[str]) -> str:
 def run_ffnops(step: str, args: Sequence[str], pipeline: str) -> None:
     """``ffnops ARGS`` in a subprocess, its output shown as it comes; a failure names the step."""
     print(f"\n== {step}: ffnops {' '.join(args)}", flush=True)
-    proc = subprocess.run([sys.executable, "-m", "ffnops", *args], check=False)
+    proc = subprocess.run([*FFNOPS, *args], check=False)
     if proc.returncode != 0:
         raise FfnopsError(
             f"step {step} failed (exit {proc.returncode}); fix the cause and run "

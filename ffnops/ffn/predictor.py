@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import warnings
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
 
-
-@functools.cache
-def cpu_has_fast_bf16() -> bool:
-    """True on CPUs with AVX512-BF16 or AMX, where bf16 is 2-6x faster than fp32. Without them
-    oneDNN emulates bf16, which measured 50x *slower* than fp32 on an AVX2-only EPYC."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+from ffnops.ffn.cpu import cpu_has_fast_bf16
 
 
 class TorchPredictor:
