@@ -315,7 +315,8 @@ class QuickstartSettings:
     model_name: str = "fib25_quickstart"
     output_dir: str = "quickstart"
     train_box: str = "0:100,0:128,0:128"  # z, y, x; partitions and coordinates come from here
-    eval_box: str = "120:160,24:104,24:104"  # never seen in training (z >= 100 + FOV radius)
+    # Never seen in training: coordinates keep their whole training patch inside train_box.
+    eval_box: str = "100:160,24:104,24:104"
     lom_radius: list[int] = field(default_factory=lambda: [24, 24, 24])
     min_size: int = 10000
 
