@@ -119,6 +119,18 @@ class BBox:
         (z0, y0, x0), (z1, y1, x1) = self.start, self.stop
         return min(z0, y0, x0) >= 0 and z1 <= shape[0] and y1 <= shape[1] and x1 <= shape[2]
 
+    def intersect(self, other: BBox) -> BBox | None:
+        """The voxels both boxes hold, or None when they do not overlap."""
+        start = as_vec3([max(a, b) for a, b in zip(self.start, other.start, strict=True)])
+        stop = [min(a, b) for a, b in zip(self.stop, other.stop, strict=True)]
+        if any(e <= s for s, e in zip(start, stop, strict=True)):
+            return None
+        return BBox(start, as_vec3([e - s for s, e in zip(start, stop, strict=True)]))
+
+    def shifted(self, by: Sequence[int]) -> BBox:
+        """The same box with ``by`` subtracted from its start (a change of origin)."""
+        return BBox(as_vec3([s - b for s, b in zip(self.start, by, strict=True)]), self.size)
+
     def blocks(self, block: Sequence[int]) -> list[BBox]:
         """Tiles this box with boxes of shape ``block`` (smaller at the far edges), C order."""
         step = as_vec3(block, "block")

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from ffnops.ffn.oracle import OracleFFN
 from ffnops.sample_data import sample_path
 from ffnops.tracking.mlflow_tracking import register_model
+from ffnops.volume import BBox
 from ffnops.volumes import open_volume, write_array
 
 SAMPLE = sample_path("fib25_crop.h5")
@@ -214,19 +215,33 @@ def test_corrupt_checkpoint_is_reported(tmp_path: Path) -> None:
         resume_from(spoiled, canvas)
 
 
-def test_groundtruth_not_covering_the_box_fails_before_inference(
-    store: tuple[Path, str],
-) -> None:
+def test_groundtruth_outside_the_box_fails_before_inference(store: tuple[Path, str]) -> None:
     path, uri = store
     with open_volume(LABELS) as gt:
-        write_array(f"zarr://{path}/short_gt.zarr", gt.read()[:32], overwrite=True)
+        far = gt.read()[:32]
+    write_array(f"zarr://{path}/far_gt.zarr", far, offset=(200, 0, 0), overwrite=True)
     proc = ffnops(
         *infer_args(
-            uri, f"output=zarr://{path}/never.zarr", f"groundtruth=zarr://{path}/short_gt.zarr"
+            uri, f"output=zarr://{path}/never.zarr", f"groundtruth=zarr://{path}/far_gt.zarr"
         ),
         cwd=path,
     )
     assert proc.returncode == 2
-    assert "does not cover the box [0:64,0:64,0:64]" in proc.stderr
+    assert "does not overlap the box [0:64,0:64,0:64]" in proc.stderr
+    assert "it covers [200:232," in proc.stderr
     assert "seed/s" not in proc.stderr  # no progress bar: it failed before any work
     assert not (path / "never.zarr").exists()
+
+
+def test_groundtruth_covering_part_of_the_box_is_scored_there(tmp_path: Path) -> None:
+    """FIB-25's labels stop at z = 175 of its 250: the labelled part is scored, not refused."""
+    from ffnops.commands.infer import groundtruth_part
+
+    with open_volume(LABELS) as gt:
+        labels = gt.read()
+    write_array(f"zarr://{tmp_path}/gt.zarr", labels[:40], offset=(10, 0, 0))
+    part = groundtruth_part(f"zarr://{tmp_path}/gt.zarr", BBox((20, 0, 0), (64, 64, 64)), (0, 0, 0))
+    assert str(part.in_box) == "0:30,0:64,0:64"  # box z 20..50 is where the labels are
+    assert str(part.in_groundtruth) == "10:40,0:64,0:64"
+    whole = groundtruth_part(f"zarr://{tmp_path}/gt.zarr", BBox((15, 0, 0), (8, 8, 8)), (0, 0, 0))
+    assert str(whole.in_box) == "0:8,0:8,0:8" and str(whole.in_groundtruth) == "5:13,0:8,0:8"

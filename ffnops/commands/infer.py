@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,18 +118,32 @@ def resume_from(path: Path, canvas: Canvas) -> int:
     return first
 
 
-def groundtruth_box(uri: str, box: BBox, image_offset: tuple[int, ...]) -> BBox:
-    """The box of the ground truth that lies under ``box`` of the image (aligned by offsets),
-    checked before inference so a wrong ground truth fails at once, not after the run."""
+@dataclass(frozen=True)
+class GroundTruthPart:
+    """Where the ground truth is scored: its own voxels, and the same voxels in the box."""
+
+    in_groundtruth: BBox
+    in_box: BBox
+
+
+def groundtruth_part(uri: str, box: BBox, image_offset: tuple[int, ...]) -> GroundTruthPart:
+    """The part of ``box`` the ground truth labels (aligned by offsets), found before inference
+    so a wrong ground truth fails at once. A ground truth that covers only part of the box (as
+    FIB-25's, whose labels stop at z = 175) is scored on that part, and says so."""
     with open_volume(uri, dtypes=LABEL_DTYPES) as gt:
-        start = [b + i - g for b, i, g in zip(box.start, image_offset, gt.offset, strict=True)]
-        gt_box = BBox(as_vec3(start), box.size)
-        if not gt_box.inside(gt.shape):
+        # The ground truth's extent in the image's voxel grid.
+        start = [g - i for g, i in zip(gt.offset, image_offset, strict=True)]
+        extent = BBox(as_vec3(start), gt.shape)
+        common = box.intersect(extent)
+        if common is None:
             raise FfnopsError(
-                f"groundtruth {uri} (shape {gt.shape}, offset {gt.offset}) does not cover the "
-                f"box [{box}] of the image (offset {tuple(image_offset)}); its part is [{gt_box}]"
+                f"groundtruth {uri} (shape {gt.shape}, offset {gt.offset}) does not overlap "
+                f"the box [{box}] of the image (offset {tuple(image_offset)}): in the image's "
+                f"voxels it covers [{extent}]"
             )
-    return gt_box
+    if common != box:
+        print(f"groundtruth {uri} covers [{common}] of the box [{box}]: scored there only")
+    return GroundTruthPart(common.shifted(extent.start), common.shifted(box.start))
 
 
 def device_name(requested: str) -> str:
@@ -164,7 +178,7 @@ def run(cfg: DictConfig) -> None:
             )
         raw = volume.read(box)
         voxel_size, offset = volume.voxel_size, volume.offset
-    gt_box = groundtruth_box(cfg.groundtruth, box, offset) if cfg.groundtruth else None
+    scored = groundtruth_part(cfg.groundtruth, box, offset) if cfg.groundtruth else None
     mask = None
     if cfg.mask:
         with open_volume(cfg.mask) as mask_volume:
@@ -220,10 +234,12 @@ def run(cfg: DictConfig) -> None:
         written = write_segmentation(result, cfg.output, overwrite=cfg.overwrite)
         checkpoint.unlink(missing_ok=True)  # the output is complete
         metrics = run_metrics(canvas, seconds)
-        if gt_box is not None:
+        if scored is not None:
             with open_volume(cfg.groundtruth) as gt_volume:
-                scores = score_segmentation(labels, np.asarray(gt_volume.read(gt_box)))
+                truth = np.asarray(gt_volume.read(scored.in_groundtruth))
+            scores = score_segmentation(labels[scored.in_box.slices], truth)
             metrics.update({f"eval/{k}": v for k, v in scores.as_dict().items()})
+            mlflow.set_tag("ffnops.eval_bbox", str(scored.in_box))  # relative to the box
         log_inference_results(cfg, registered, metrics, raw, result, box, run_id)
     print(
         f"wrote {written}: {canvas.counters.objects} objects, {canvas.counters.network_calls} "

@@ -1,0 +1,189 @@
+"""Fidelity at full scale: ffnops with Google's FIB-25 checkpoint on all of ``training_sample2``
+(250^3, about 26 k network calls) against Google's own published segmentation of it.
+
+What runs is the ordinary ``ffnops infer`` command on Google's request (PolicyPeaks seeds, init
+0.95, pad 0.05, move 0.9, segment threshold 0.6, min segment size 1000, min boundary distance 1),
+with the checkpoint imported by ``ffnops import-checkpoint google``. The work folder keeps the
+MLflow store, the inference checkpoint and the output, so a killed run resumes where it stopped
+and a finished one is only compared again. On 2 CPU cores it takes about an hour and a half
+(AVX-512); on a GPU (``--device cuda``) a few minutes. Not a CI test: run it in the background.
+
+It prints, ours against Google's ``sample-training2.npz``:
+
+* adapted Rand error and VOI split/merge between the two segmentations (every voxel, background
+  included; target ARAND <= 0.02), object counts (target: equal within 2 %), network calls
+  against Google's 25,799;
+* per object, in Google's segmentation order: whether our object came from the same seed, and
+  the IoU of the two objects' voxels (median, 5th percentile, minimum, how many >= 0.99);
+* where the two first diverge (the first of Google's objects we did not make from its seed);
+* both segmentations against the ground truth where it exists (z < 175);
+* the device, CPU and wall time.
+
+Run::
+
+    python benchmarks/google_full_volume.py [--workdir DIR] [--device cpu|cuda] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import numpy.typing as npt
+from machine import cpu_model, library_versions, load_average
+from skimage.metrics import adapted_rand_error, variation_of_information
+
+from ffnops.ffn.metrics import score_segmentation
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SAMPLE = SHARED / "data/fib25/training_sample2"
+GOOGLE = SHARED / "models/google_fib25"
+GOOGLE_CALLS = 25_799  # Google's run counters (predict-calls)
+LABELLED_Z = 175  # the ground truth stops here
+
+
+def ffnops(workdir: Path, *args: str) -> None:
+    """One ffnops command in the work folder, with its own sqlite store."""
+    env = {**os.environ, "FFNOPS_ROOT": str(workdir)}
+    store = f"tracking.tracking_uri=sqlite:///{workdir / 'mlflow.db'}"
+    command = [sys.executable, "-m", "ffnops", *args, store]
+    subprocess.run(command, cwd=workdir, env=env, check=True)
+
+
+def segment(workdir: Path, device: str, threads: int | None) -> Path:
+    """Google's checkpoint imported and run on the whole volume (skipped when already done)."""
+    output = workdir / "google_npz" / "0" / "0" / "seg-0_0_0.npz"
+    if output.exists():
+        return output
+    if not (workdir / "mlflow.db").exists():
+        ffnops(workdir, "import-checkpoint", "google", "model_name=google_fib25", "alias=baseline")
+    ffnops(
+        workdir,
+        "infer",
+        "model_uri=models:/google_fib25@baseline",
+        f"image={SAMPLE / 'grayscale_maps.h5'}:raw",
+        f"output=npz://{workdir / 'google_npz'}",
+        "bbox=0:250,0:250,0:250",
+        f"executor.device={device}",
+        *([f"executor.num_threads={threads}"] if threads else []),
+        "inference.checkpoint_interval_s=300",
+    )
+    return output
+
+
+def iou_by_seed(
+    google: npt.NDArray[np.integer],
+    ours: npt.NDArray[np.integer],
+    google_seeds: dict[int, tuple[int, ...]],
+    our_seeds: dict[tuple[int, ...], int],
+) -> dict[int, float]:
+    """IoU of each Google object with our object from the same seed (0 when we made none)."""
+    pairs, inter = np.unique(
+        google.astype(np.int64).ravel() << 32 | ours.astype(np.int64).ravel(), return_counts=True
+    )
+    g_size = np.bincount(google.ravel())
+    o_size = np.bincount(ours.ravel())
+    overlap = dict(zip(pairs.tolist(), inter.tolist(), strict=True))
+    result = {}
+    for g, seed in google_seeds.items():
+        o = our_seeds.get(seed)
+        if o is None:
+            result[g] = 0.0
+            continue
+        shared = overlap.get(g << 32 | o, 0)
+        result[g] = shared / (g_size[g] + o_size[o] - shared)
+    return result
+
+
+def compare(ours_path: Path) -> None:
+    with np.load(ours_path, allow_pickle=False) as data:
+        ours = data["segmentation"].astype(np.int64)
+        origins = data["origins"]
+        counters = json.loads(str(data["counters"]))
+    with np.load(GOOGLE / "sample-training2.npz", allow_pickle=False) as data:
+        google = data["segmentation"].astype(np.int64)
+    google_objects = json.loads((GOOGLE / "sample-training2-origins.json").read_text())["objects"]
+
+    arand = adapted_rand_error(google, ours, ignore_labels=())[0]
+    split, merge = variation_of_information(google.ravel(), ours.ravel())
+    n_ours, n_google = len(np.unique(ours[ours > 0])), len(np.unique(google[google > 0]))
+    print("\n## ffnops against Google's sample-training2.npz (all 250^3 voxels)")
+    print(
+        f"adapted Rand error {arand:.4f} (target <= 0.02)   VOI split {split:.4f} merge {merge:.4f}"
+    )
+    print(
+        f"objects: ffnops {n_ours}, Google {n_google} "
+        f"({100 * (n_ours - n_google) / n_google:+.1f} %)"
+        f"   network calls: ffnops {counters['network_calls']}, Google {GOOGLE_CALLS} "
+        f"({100 * (counters['network_calls'] - GOOGLE_CALLS) / GOOGLE_CALLS:+.2f} %)"
+    )
+    print(
+        f"voxels segmented: ffnops {counters['voxels_segmented']:,}, Google 13,867,123; "
+        f"ffnops wall time {counters['seconds']:.0f} s "
+        f"({1000 * counters['seconds'] / counters['network_calls']:.0f} ms a call)"
+    )
+
+    our_seeds = {(int(o["z"]), int(o["y"]), int(o["x"])): int(o["id"]) for o in origins}
+    google_seeds = {o["id"]: tuple(o["seed_zyx"]) for o in google_objects}
+    ious = iou_by_seed(google, ours, google_seeds, our_seeds)
+    same_seed = sum(seed in our_seeds for seed in google_seeds.values())
+    values = np.array(list(ious.values()))
+    print(f"Google's objects made by ffnops from the same seed: {same_seed} of {len(google_seeds)}")
+    print(
+        f"per-object IoU (Google's objects, by seed): median {np.median(values):.4f}, "
+        f"5th percentile {np.percentile(values, 5):.4f}, min {values.min():.4f}, "
+        f">= 0.99: {(values >= 0.99).sum()}, >= 0.9: {(values >= 0.9).sum()}"
+    )
+    as_google = np.zeros(int(ours.max()) + 1, np.int64)  # our id -> Google's id, same seed
+    for g, seed in google_seeds.items():
+        if seed in our_seeds:
+            as_google[our_seeds[seed]] = g
+    differing = int((as_google[ours] != google).sum())
+    print(
+        f"voxels labelled differently (ids matched by seed): {differing:,} "
+        f"of {google.size:,} ({100 * differing / google.size:.3f} %)"
+    )
+    first = next((g for g in google_seeds if ious[g] < 0.99), None)
+    if first is not None:
+        print(f"first of Google's objects with IoU < 0.99: {google_objects[first - 1]}")
+    worst = sorted(ious.items(), key=lambda item: item[1])[:5]
+    print("lowest IoU:", ", ".join(f"#{g} {v:.3f}" for g, v in worst))
+
+    print(f"\n## against the ground truth (z < {LABELLED_Z}, where labels exist)")
+    with h5py.File(SAMPLE / "groundtruth.h5", "r") as gt:
+        labels = gt["stack"][:LABELLED_Z]
+    for name, seg in (("ffnops", ours), ("Google", google)):
+        s = score_segmentation(seg[:LABELLED_Z], labels)
+        print(
+            f"{name:7s} ARAND {s.adapted_rand_error:.4f}  VOI split {s.voi_split:.4f} "
+            f"merge {s.voi_merge:.4f}  objects {s.objects} / {s.groundtruth_objects}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=Path("google_full_volume"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if not SAMPLE.exists():
+        sys.exit(f"needs FIB-25 training_sample2 and Google's result under {SHARED}")
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    workdir = args.workdir.resolve()
+    print(f"CPU: {cpu_model()}; device {args.device}; load {load_average()}")
+    print(library_versions("ffnops", "torch", "numpy", "scikit-image"))
+    start = time.perf_counter()
+    ours = segment(workdir, args.device, args.threads)
+    print(f"inference: {time.perf_counter() - start:.0f} s in this call ({ours})")
+    compare(ours)
+
+
+if __name__ == "__main__":
+    main()
