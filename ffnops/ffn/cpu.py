@@ -29,3 +29,10 @@ def cpu_has_fast_bf16() -> bool:
     oneDNN emulates bf16, which measured 50x *slower* than fp32 on an AVX2-only EPYC."""
     flags = _cpuinfo()
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@functools.cache
+def cpu_has_avx512() -> bool:
+    """True where oneDNN's fp32 convolutions can use AVX-512: a depth-12 FFN forward measured
+    0.09-0.13 s on such CPUs here and 0.6 s on an AVX2-only EPYC (2 threads)."""
+    return "avx512f" in _cpuinfo().split()
