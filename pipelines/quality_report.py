@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ffnops_pipelines.steps import FFNOPS
+from ffnops_pipelines.steps import FFNOPS, training_precision
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -93,6 +93,10 @@ def main() -> None:
     parser.add_argument("--train-box", default="0:110,0:250,0:250")
     parser.add_argument("--eval-box", default="125:175,0:125,0:125")
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--lr", type=float, default=1e-3, help="SGD learning rate (Google's)")
+    parser.add_argument(
+        "--precision", default="auto", help="training precision; auto: bf16 where it is fast"
+    )
     parser.add_argument("--workdir", type=Path, default=Path("quality"))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "quality.md")
     args = parser.parse_args()
@@ -138,6 +142,7 @@ def main() -> None:
                f"output=h5://{work}/partitions.h5#partitions", cwd=work)  # fmt: skip
         ffnops("coordinates", f"volumes=[train:h5://{work}/partitions.h5#partitions]",
                f"output={work}/coordinates.npz", "overwrite=true", cwd=work)  # fmt: skip
+    precision = training_precision(args.precision)
     if not registered(client, "google_fib25", "finetuned"):
         ffnops(
         "train", f"data.coordinates={work}/coordinates.npz", "~data.volumes.sample",
@@ -146,6 +151,7 @@ def main() -> None:
         "model.init_from=models:/google_fib25@baseline",
         "tracking.model_name=google_fib25", "tracking.alias=finetuned",
         f"trainer.max_steps={args.steps}", "trainer.limit_val_batches=0",
+        f"trainer.precision={precision}", f"optimizer.lr={args.lr}",
         "training.channels_last=true", *track, cwd=work,
     )  # fmt: skip
     version = client.get_model_version_by_alias("google_fib25", "finetuned")
@@ -154,7 +160,8 @@ def main() -> None:
     examples_per_s = args.steps * 4 / train_seconds
     scores, cost = infer("finetuned", "models:/google_fib25@finetuned", image)
     budget = (
-        f"{args.steps} SGD steps of batch 4 ({train_seconds / 60:.1f} min, "
+        f"{args.steps} SGD steps of batch 4 at lr {args.lr:g}, {precision} "
+        f"({train_seconds / 60:.1f} min, "
         f"{examples_per_s:.2f} FOV examples/s); inference: {cost}"
     )
     rows.append(("Google's, fine-tuned on z < 110 (ffnops)", scores, budget))

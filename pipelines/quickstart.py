@@ -27,27 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import torch
-from ffnops_pipelines.steps import run_ffnops, step_key
+from ffnops_pipelines.steps import run_ffnops, step_key, training_precision
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from ffnops.errors import FfnopsError
-from ffnops.ffn.cpu import cpu_has_fast_bf16
 from ffnops.sample_data import GOOGLE_FIB25_CHECKPOINT, sample_path
 from ffnops.tracking.mlflow_tracking import MLFLOW_PARENT_RUN_ID, check_tracking_uri
 
 STEP_TAG = "quickstart_step"  # no dot: it is a Hydra override key
 STATE_FILE = "quickstart.json"
 SCORES = ("adapted_rand_error", "voi_split", "voi_merge")
-
-
-def training_precision(requested: str) -> str:
-    """``auto``: bf16 where it is fast (CUDA, AVX512-BF16 or AMX CPUs), else fp32."""
-    if requested != "auto":
-        return requested
-    fast = torch.cuda.is_available() or cpu_has_fast_bf16()
-    return "bf16-mixed" if fast else "32-true"
 
 
 @dataclass

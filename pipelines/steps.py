@@ -1,4 +1,5 @@
-"""What every pipeline step shares: a key for its arguments, and running the ffnops command."""
+"""What every pipeline step shares: a key for its arguments, running the ffnops command, and the
+training precision that suits the machine."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+import torch
+
 from ffnops.errors import FfnopsError
+from ffnops.ffn.cpu import cpu_has_fast_bf16
 
 # ``-P``: the folder a pipeline runs in is not put on sys.path, so a source checkout there cannot
 # shadow the installed ffnops the pipeline itself runs on.
@@ -29,3 +33,11 @@ def run_ffnops(step: str, args: Sequence[str], pipeline: str) -> None:
             f"step {step} failed (exit {proc.returncode}); fix the cause and run "
             f"`ffnops {pipeline}` again: finished steps are kept"
         )
+
+
+def training_precision(requested: str) -> str:
+    """``auto``: bf16 where it is fast (CUDA, AVX512-BF16 or AMX CPUs), else fp32."""
+    if requested != "auto":
+        return requested
+    fast = torch.cuda.is_available() or cpu_has_fast_bf16()
+    return "bf16-mixed" if fast else "32-true"
