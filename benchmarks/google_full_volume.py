@@ -116,7 +116,7 @@ def compare(ours_path: Path) -> None:
     n_ours, n_google = len(np.unique(ours[ours > 0])), len(np.unique(google[google > 0]))
     print("\n## ffnops against Google's sample-training2.npz (all 250^3 voxels)")
     print(
-        f"adapted Rand error {arand:.4f} (target <= 0.02)   VOI split {split:.4f} merge {merge:.4f}"
+        f"adapted Rand error {arand:.2e} (target <= 0.02)   VOI split {split:.2e} merge {merge:.2e}"
     )
     print(
         f"objects: ffnops {n_ours}, Google {n_google} "

@@ -182,7 +182,7 @@ def test_imported_model_floods_googles_objects(object_id: int) -> None:
 
 
 def slow_without_avx512(test: Any) -> Any:
-    """840 depth-12 forwards take about 2 min on a CPU with AVX-512 but about 10 on an AVX2-only
+    """840 depth-12 forwards take about 3 min on a CPU with AVX-512 but about 10 on an AVX2-only
     one, which would take CI past its 30-minute budget: there the test is left to
     ``pytest -m slow`` (the replayed objects above still run)."""
     return test if cpu_has_avx512() else pytest.mark.slow(test)
