@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from ffnops.config.schemas import ExecutorConfig
+    from ffnops.executor import Executor
     from ffnops.segmentation import SegmentationResult
     from ffnops.uri import Scheme, VolumeURI
     from ffnops.volume import Volume, VolumeSpec
@@ -45,6 +47,16 @@ def ffnops_write_segmentation(
     result: SegmentationResult, uri: VolumeURI, overwrite: bool
 ) -> str | None:
     """Output sink: writes a segmentation result atomically and returns where; else None."""
+
+
+@hookspec
+def ffnops_executor_names() -> list[str]:
+    """Names the executors this plugin offers (``executor.name=...``)."""
+
+
+@hookspec(firstresult=True)
+def ffnops_make_executor(name: str, config: ExecutorConfig) -> Executor | None:
+    """Builds the executor called ``name`` from the ``executor`` config group; else None."""
 
 
 @hookspec

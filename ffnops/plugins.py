@@ -30,6 +30,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "precomputed": "ffnops_plugins.precomputed",
     "volume_sink": "ffnops_plugins.volume_sink",
     "google_npz": "ffnops_plugins.google_npz",
+    "local_executor": "ffnops_plugins.local_executor",
+    "daisy_executor": "ffnops_plugins.daisy_executor",
 }
 
 

@@ -213,6 +213,9 @@ class Volume(ABC):
         self.offset: Vec3 = as_vec3(offset)
         self.writable = writable
         self._closed = False
+        # Where other processes open this created volume (mode "r+") to write disjoint,
+        # chunk-aligned boxes before it is committed; None if the format takes one writer.
+        self.shared_uri: str | None = None
 
     # ---- reading and writing -------------------------------------------------------------------
 

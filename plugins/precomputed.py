@@ -185,5 +185,6 @@ def ffnops_create_volume(uri: VolumeURI, spec: VolumeSpec, overwrite: bool) -> V
         offset=spec.offset,
         writable=True,
         publish_to=(tmp, final),
+        shared_uri=f"precomputed://file://{tmp}",
         on_commit=_build_lower_scales(location, spec),
     )

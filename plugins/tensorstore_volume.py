@@ -113,7 +113,8 @@ class TensorStoreVolume(Volume):
     """A Volume over a tensorstore view in (z, y, x) order with origin 0.
 
     ``on_commit`` runs before a newly created volume is renamed into place (the precomputed
-    plugin builds its lower-resolution scales there).
+    plugin builds its lower-resolution scales there); ``shared_uri`` opens the partial output
+    from other processes (blockwise inference writes it from worker processes).
     """
 
     def __init__(
@@ -126,6 +127,7 @@ class TensorStoreVolume(Volume):
         writable: bool,
         publish_to: tuple[Path, Path] | None = None,
         on_commit: Callable[[ts.TensorStore], None] | None = None,
+        shared_uri: str | None = None,
     ) -> None:
         if view.rank != 3:
             raise VolumeError(
@@ -145,6 +147,9 @@ class TensorStoreVolume(Volume):
         self._view = view
         self._publish_to = publish_to
         self._on_commit = on_commit
+        # Chunks are separate keys that tensorstore writes whole: processes writing disjoint,
+        # chunk-aligned boxes of the partial output never touch one another's data.
+        self.shared_uri = shared_uri
 
     def _read(self, box: BBox) -> np.ndarray:
         try:

@@ -123,4 +123,5 @@ def ffnops_create_volume(uri: VolumeURI, spec: VolumeSpec, overwrite: bool) -> V
         offset=spec.offset,
         writable=True,
         publish_to=(tmp, final),
+        shared_uri=f"{version}://{tmp}",
     )

@@ -200,7 +200,7 @@ def test_kill_and_resume_gives_the_uninterrupted_result(store: tuple[Path, str])
 
 
 def test_corrupt_checkpoint_is_reported(tmp_path: Path) -> None:
-    from ffnops.commands.infer import resume_from
+    from ffnops.inference.runner import resume_from
     from ffnops.errors import FfnopsError
     from ffnops.ffn.canvas import Canvas
     from ffnops.ffn.options import InferenceOptions

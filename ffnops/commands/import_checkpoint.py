@@ -17,6 +17,7 @@ import mlflow
 from omegaconf import DictConfig
 
 from ffnops.errors import FfnopsError
+from ffnops.ffn.model_settings import ModelSettings
 from ffnops.interop.google import model_from_checkpoint, parse_text_proto, request_settings
 from ffnops.interop.tf_checkpoint import CheckpointError, read_checkpoint
 from ffnops.sample_data import GOOGLE_FIB25_CHECKPOINT, GOOGLE_FIB25_REQUEST
@@ -66,6 +67,8 @@ def run(cfg: DictConfig) -> None:
             "features": model.features,
         }
     )
+    # The request's other options (segment_threshold, seed_policy, ...) are kept as provenance.
+    model_settings = ModelSettings.from_dict(settings, f"checkpoint {prefix}")
     mlflow.set_tracking_uri(cfg.tracking.tracking_uri)
     mlflow.set_experiment(cfg.tracking.experiment_name)
     with mlflow.start_run(run_name=f"import {Path(prefix).name}") as run:
@@ -85,7 +88,7 @@ def run(cfg: DictConfig) -> None:
         run.info.run_id,
         model,
         cfg.model_name,
-        settings,
+        model_settings,
         alias=cfg.alias,
         description=f"imported from TF checkpoint {prefix} (global step {step})",
     )

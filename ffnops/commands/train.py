@@ -24,6 +24,7 @@ from ffnops.data.dataset import Dataset
 from ffnops.data.examples import Augmentation
 from ffnops.errors import FfnopsError
 from ffnops.ffn.model import ConvStack3DFFNModel
+from ffnops.ffn.model_settings import ModelSettings
 from ffnops.ffn.training_moves import TrainingGeometry
 from ffnops.tracking.mlflow_tracking import log_config, make_logger, register_model, run_tags
 from ffnops.tracking.pictures import PicturesCallback
@@ -53,22 +54,22 @@ def run_directory(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
 
 
 def settings_for_inference(
-    cfg: DictConfig, model: ConvStack3DFFNModel, volume: Dataset
-) -> dict[str, Any]:
+    cfg: DictConfig, model: ConvStack3DFFNModel, volume: Dataset, provenance: dict[str, Any]
+) -> ModelSettings:
     """What a registered model version must carry for ``ffnops infer`` to use it alone."""
-    return {
-        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "fov_size": list(model.fov_size),
-        "deltas": list(model.deltas),
-        "depth": model.depth,
-        "features": model.features,
-        "image_mean": volume.image_mean,
-        "image_stddev": volume.image_stddev,
-        "pad_value": cfg.training.seed_pad,
-        "init_activation": 0.95,
-        "move_threshold": cfg.training.threshold,
-        "fov_policy": cfg.training.fov_policy,
-    }
+    return ModelSettings(
+        model_class=f"{type(model).__module__}.{type(model).__qualname__}",
+        fov_size=model.fov_size,
+        deltas=model.deltas,
+        depth=model.depth,
+        features=model.features,
+        image_mean=volume.image_mean,
+        image_stddev=volume.image_stddev,
+        pad_value=cfg.training.seed_pad,
+        init_activation=0.95,
+        move_threshold=cfg.training.threshold,
+        extra={"fov_policy": cfg.training.fov_policy, **provenance},
+    )
 
 
 ARCHITECTURE = ("fov_size", "deltas", "depth", "features")
@@ -91,7 +92,7 @@ def initialise_from(model: ConvStack3DFFNModel, model_uri: str, cfg: DictConfig)
         )
     model.load_state_dict(parent.model.state_dict())
     for name, dataset in cfg.data.volumes.items():
-        stored = (parent.settings.get("image_mean"), parent.settings.get("image_stddev"))
+        stored = (parent.settings.image_mean, parent.settings.image_stddev)
         if None not in stored and stored != (dataset.image_mean, dataset.image_stddev):
             print(
                 f"warning: {model_uri} was trained with image mean/stddev {stored}, dataset "
@@ -218,7 +219,7 @@ def run(cfg: DictConfig) -> None:
         logger.run_id,
         module.model,
         tracking.model_name,
-        {**settings_for_inference(cfg, model, reference), **parent_settings(parent, init_from)},
+        settings_for_inference(cfg, model, reference, parent_settings(parent, init_from)),
         alias=tracking.alias,
         description=f"trained by ffnops train, run {logger.run_id}, {trainer.global_step} steps",
     )

@@ -97,13 +97,29 @@ class TrackingConfig:
 
 @dataclass
 class ExecutorConfig:
-    """``executor/``: where and how the network runs (device, threads, batching, precision)."""
+    """``executor/``: which executor runs inference (``name``, a plugin), and where and how the
+    network runs (device, threads, batching, precision). docs/inference.md explains blocks.
 
+    ``local`` runs one canvas in this process, or, with ``block_size``, its blocks one batch
+    after another; ``daisy`` runs blocks in ``workers`` processes (on a cluster through
+    ``worker_command``). ``batch_size`` canvases (blocks) share each network call.
+    """
+
+    name: str = "local"
     device: str = "auto"
     num_threads: int | None = None
     batch_size: int = 1
     precision: str = "fp32"
     channels_last: bool = True
+    block_size: list[int] | None = None  # (z, y, x) write box of a block; None: no blocks
+    overlap: list[int] = field(default_factory=lambda: [8, 8, 8])  # context beyond the FOV radius
+    workers: int = 1
+    max_retries: int = 2  # a block whose worker died or failed is tried again this often
+    block_timeout_s: float | None = None  # a block running longer is retried (None: no limit)
+    worker_command: list[str] = field(default_factory=list)  # e.g. [srun, --gres=gpu:1]
+    scheduler_host: str = "127.0.0.1"  # where workers reach the scheduler (a cluster: this node)
+    stitch_min_voxels: int = 100
+    stitch_min_fraction: float = 0.5
 
 
 @dataclass

@@ -8,11 +8,11 @@ inference needs as version tags, and optionally an alias (``models:/ffn@champion
 
 from __future__ import annotations
 
-import json
 import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,7 @@ from pytorch_lightning.loggers import MLFlowLogger
 
 from ffnops import __version__
 from ffnops.errors import FfnopsError
-
-SETTINGS_PREFIX = "ffnops."
-
+from ffnops.ffn.model_settings import ModelSettings
 
 MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"  # what the MLflow UI nests child runs by
 
@@ -119,17 +117,20 @@ def register_model(
     run_id: str,
     model: torch.nn.Module,
     model_name: str,
-    settings: Mapping[str, Any],
+    settings: ModelSettings | Mapping[str, Any],
     alias: str | None = None,
     description: str | None = None,
 ) -> ModelVersion:
     """Logs ``model`` in the run, registers a new version with ``settings`` as tags, sets alias.
 
-    ``settings`` are what inference needs (fov_size, deltas, image_mean, ...); they are stored as
-    version tags ``ffnops.<key>`` and in the logged model's metadata.
+    ``settings`` are what inference needs (:class:`ModelSettings`: fov_size, deltas,
+    image_mean, ...; a mapping is converted); they are stored as version tags ``ffnops.<key>``
+    and in the logged model's metadata.
     """
+    if not isinstance(settings, ModelSettings):
+        settings = ModelSettings.from_dict(settings, f"settings of {model_name}")
     mlflow.set_tracking_uri(tracking_uri)
-    fov = [int(v) for v in settings["fov_size"]]
+    fov = list(settings.fov_size)
     model = model.to("cpu").eval()
     example = np.zeros((1, 2, *fov), dtype=np.float32)
     with torch.no_grad():
@@ -141,7 +142,7 @@ def register_model(
             name="model",
             signature=signature,
             registered_model_name=model_name,
-            metadata={"ffnops": dict(settings)},
+            metadata={"ffnops": {**settings.extra, **asdict(settings), "extra": None}},
             # pickle keeps the ffnops class (and its fov_size/deltas) on load; pt2 would trace it.
             serialization_format="pickle",
             pip_requirements=[
@@ -151,8 +152,8 @@ def register_model(
         )
     client = MlflowClient(tracking_uri=tracking_uri)
     version = str(info.registered_model_version)
-    for key, value in settings.items():  # JSON, so lists and numbers read back as such
-        client.set_model_version_tag(model_name, version, SETTINGS_PREFIX + key, json.dumps(value))
+    for key, value in settings.to_tags().items():
+        client.set_model_version_tag(model_name, version, key, value)
     if description:
         client.update_model_version(model_name, version, description=description)
     if alias:

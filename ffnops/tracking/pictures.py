@@ -14,6 +14,8 @@ import pytorch_lightning as pl
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import MLFlowLogger
 
+from ffnops.volume import BBox, Volume
+
 PLANES = ("xy", "xz", "yz")
 COLUMNS = ("image", "target", "prediction")
 
@@ -37,21 +39,49 @@ def slices_figure(preview: dict[str, np.ndarray], title: str) -> Figure:
     return fig
 
 
-def overlay_figure(image: np.ndarray, labels: np.ndarray, title: str) -> Figure:
-    """Orthogonal centre slices (xy, xz, yz) of the image with the segmentation in colour."""
+Planes = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def centre_planes(image: np.ndarray, labels: np.ndarray) -> Planes:
+    """The xy, xz and yz centre slices of an image box and its labels (both (z, y, x))."""
     centre = [n // 2 for n in image.shape]
-    planes = {
+    return {
         "xy": (image[centre[0]], labels[centre[0]]),
         "xz": (image[:, centre[1]], labels[:, centre[1]]),
         "yz": (image[:, :, centre[2]], labels[:, :, centre[2]]),
     }
-    rng = np.random.default_rng(0)
-    palette = rng.uniform(0.2, 1.0, (int(labels.max()) + 1, 3))
+
+
+def volume_centre_planes(image: Volume, image_box: BBox, labels: Volume) -> Planes:
+    """:func:`centre_planes` read from volumes, three thin boxes only (for boxes too large to
+    hold); ``labels`` covers ``image_box`` from its voxel 0."""
+    planes: Planes = {}
+    centre = [n // 2 for n in image_box.size]
+    for axis, name in enumerate(("xy", "xz", "yz")):
+        start, size = [0, 0, 0], list(image_box.size)
+        start[axis], size[axis] = centre[axis], 1
+        box = BBox(tuple(start), tuple(size))  # type: ignore[arg-type]
+        source = BBox(tuple(a + b for a, b in zip(start, image_box.start, strict=True)), box.size)  # type: ignore[arg-type]
+        gray = np.asarray(image.read(source))
+        ids = np.asarray(labels.read(box))
+        planes[name] = (np.squeeze(gray, axis), np.squeeze(ids, axis))
+    return planes
+
+
+def overlay_figure(image: np.ndarray, labels: np.ndarray, title: str) -> Figure:
+    """Orthogonal centre slices (xy, xz, yz) of the image with the segmentation in colour."""
+    return planes_figure(centre_planes(image, labels), title)
+
+
+def planes_figure(planes: Planes, title: str) -> Figure:
+    """The image planes with their labels overlaid in colour (ids hashed to colours)."""
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.5), constrained_layout=True)
     for ax, (plane, (gray, ids)) in zip(axes, planes.items(), strict=True):
         ax.imshow(gray, cmap="gray", interpolation="nearest")
+        rng = np.random.default_rng(0)
+        palette = rng.uniform(0.2, 1.0, (4096, 3))
         colours = np.zeros((*ids.shape, 4))
-        colours[..., :3] = palette[ids]
+        colours[..., :3] = palette[np.asarray(ids).astype(np.uint64) % np.uint64(4096)]
         colours[..., 3] = np.where(ids > 0, 0.45, 0.0)
         ax.imshow(colours, interpolation="nearest")
         ax.set_title(plane)

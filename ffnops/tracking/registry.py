@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from typing import Any
 
 import mlflow
 import torch
@@ -13,7 +11,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ffnops.errors import FfnopsError
-from ffnops.tracking.mlflow_tracking import SETTINGS_PREFIX
+from ffnops.ffn.model_settings import ModelSettings
 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
@@ -26,7 +24,7 @@ class RegisteredModel:
     name: str
     version: str
     uri: str
-    settings: dict[str, Any]
+    settings: ModelSettings
 
 
 def _registered_listing(client: MlflowClient) -> str:
@@ -58,11 +56,8 @@ def load_registered_model(tracking_uri: str, model_uri: str) -> RegisteredModel:
         ) from None
     mlflow.set_tracking_uri(tracking_uri)
     model = mlflow.pytorch.load_model(f"models:/{name}/{version.version}", map_location="cpu")
-    settings: dict[str, Any] = {}
-    for key, value in version.tags.items():
-        if key.startswith(SETTINGS_PREFIX):
-            try:
-                settings[key[len(SETTINGS_PREFIX) :]] = json.loads(value)
-            except json.JSONDecodeError:
-                settings[key[len(SETTINGS_PREFIX) :]] = value
+    try:
+        settings = ModelSettings.from_tags(version.tags, f"{model_uri} (version {version.version})")
+    except ValueError as exc:
+        raise FfnopsError(str(exc)) from None
     return RegisteredModel(model, name, str(version.version), model_uri, settings)

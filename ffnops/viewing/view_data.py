@@ -15,7 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ffnops.viewing.state import IMAGE_LAYER, SEGMENTATION_LAYER
-from ffnops.volumes import write_array
+from ffnops.volume import BBox, Volume, VolumeSpec
+from ffnops.volumes import create_volume, write_array
 
 # Where an inference run keeps this copy among its MLflow artifacts.
 RUN_ARTIFACTS = "neuroglancer"
@@ -61,3 +62,38 @@ def write_view_data(
             offset=start,  # type: ignore[arg-type]
             kind="segmentation",
         )
+
+
+def copy_view_data(
+    folder: Path,
+    image: Volume,
+    image_box: BBox,
+    labels: Volume,
+    block_size: Sequence[int],
+) -> None:
+    """Writes the same copy as :func:`write_view_data` from volumes, one block at a time (the
+    blockwise path: memory of one block, whatever the box). ``labels`` covers ``image_box``."""
+    size = tuple(float(v) for v in labels.voxel_size)
+    start = tuple(int(o) for o in labels.offset)
+    image_spec = VolumeSpec(
+        image_box.size,
+        "uint8" if image.dtype == np.uint8 else "float32",
+        size,  # type: ignore[arg-type]
+        start,  # type: ignore[arg-type]
+        extra={"encoding": "jpeg"} if image.dtype == np.uint8 else {},
+    )
+    top = "uint64" if labels.dtype.itemsize > 4 else "uint32"
+    label_spec = VolumeSpec(image_box.size, top, size, start, kind="segmentation")  # type: ignore[arg-type]
+    with (
+        create_volume(f"precomputed://{folder.resolve()}/{IMAGE_LAYER}", image_spec) as out_image,
+        create_volume(
+            f"precomputed://{folder.resolve()}/{SEGMENTATION_LAYER}", label_spec
+        ) as out_labels,
+    ):
+        for block in BBox.from_shape(image_box.size).blocks(block_size):
+            source = BBox(
+                tuple(a + b for a, b in zip(block.start, image_box.start, strict=True)),  # type: ignore[arg-type]
+                block.size,
+            )
+            out_image.write(block, viewable_image(np.asarray(image.read(source))))
+            out_labels.write(block, np.asarray(labels.read(block)).astype(top))

@@ -1,0 +1,325 @@
+"""Blockwise inference with one set of global object ids (docs/inference.md, "Blockwise").
+
+Three tasks run on an executor, each a function of a batch of blocks:
+
+1. **segment**: a block's canvas floods its read box from the seeds inside its write box and
+   saves its labels (block-local ids), seeds and counters to ``blocks/<index>.npz``, published
+   by rename when complete, so a file that exists is a finished block (that is the done check:
+   a killed job skips finished blocks and redoes the rest).
+2. **match**: for each pair of blocks whose read boxes overlap, the fragments both label there
+   are counted and linked by :mod:`ffnops.ffn.stitching`'s rule (``links/<index>.npz``).
+3. between the two, this process numbers the objects (connected components of the links) and
+   writes ``global_ids.npz`` and ``objects.csv`` (every fragment's global id, block and seed);
+4. **relabel**: each block writes its write box, in global uint64 ids, into the output, which
+   every worker opens through the writer plugins (a chunked format: zarr, N5, precomputed);
+   voxels its own canvas left unlabelled take a neighbour's label there.
+
+A worker's memory is that of one batch of blocks (its read boxes), never of the volume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ffnops.atomic import remove_path, write_text
+from ffnops.blocks import Block, BlockLayout
+from ffnops.errors import FfnopsError
+from ffnops.executor import BlockTask, Executor, TaskProgress
+from ffnops.ffn.canvas import ORIGIN_DTYPE, Canvas, Counters, run_canvases
+from ffnops.ffn.predictor import TorchPredictor
+from ffnops.ffn.stitching import count_overlaps, fragment_keys, global_ids, links
+from ffnops.inference.request import BoxRequest
+from ffnops.inference.runner import make_canvas, make_predictor, place_seeds, read_image
+from ffnops.volume import BBox
+from ffnops.volumes import open_volume
+
+PHASES = ("segment", "match", "relabel")
+
+
+@dataclass(frozen=True)
+class StitchRule:
+    """When two blocks' fragments are one object (:mod:`ffnops.ffn.stitching`)."""
+
+    min_voxels: int = 100
+    min_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
+class BlockwiseJob:
+    """Everything a worker needs for any block of the job (it travels to worker processes)."""
+
+    request: BoxRequest
+    layout: BlockLayout
+    workdir: Path
+    stitch: StitchRule = StitchRule()
+
+    def fragments_file(self, block: Block) -> Path:
+        return self.workdir / "blocks" / f"{block.index}.npz"
+
+    def links_file(self, block: Block) -> Path:
+        return self.workdir / "links" / f"{block.index}.npz"
+
+    @property
+    def ids_file(self) -> Path:
+        return self.workdir / "global_ids.npz"
+
+    @property
+    def objects_file(self) -> Path:
+        return self.workdir / "objects.csv"
+
+
+@dataclass
+class BlockwiseSummary:
+    """What the job did: objects, fragments and links, Google's counters summed over blocks,
+    seconds per phase (this run), and the largest peak RSS of a worker (MB)."""
+
+    objects: int
+    fragments: int
+    links: int
+    counters: dict[str, float]
+    seconds: dict[str, float] = field(default_factory=dict)
+    block_seconds: float = 0.0  # canvas seconds summed over blocks (all runs)
+    peak_rss_mb: float = 0.0
+
+
+def _save_npz(path: Path, **arrays: Any) -> None:
+    """Writes ``path`` whole or not at all; the temporary name is this process's own, so two
+    workers that run the same block (a retried one) never write into one file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+_PREDICTORS: dict[int, TorchPredictor] = {}
+
+
+def _predictor(job: BlockwiseJob) -> TorchPredictor:
+    """One predictor per worker process (the model moves to its device once)."""
+    key = id(job.request.model)
+    if key not in _PREDICTORS:
+        _PREDICTORS[key] = make_predictor(job.request.model, job.request.device)
+    return _PREDICTORS[key]
+
+
+# ---- segment ------------------------------------------------------------------------------------
+
+
+def segment_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
+    """Floods each block's canvas; the canvases of one batch share every network call."""
+    request = job.request
+    canvases: list[tuple[Block, Canvas]] = []
+    steps = []
+    for block in blocks:
+        box_image = read_image(request, block.read)
+        canvas = make_canvas(request, box_image, keep_probabilities=False)
+        seeds = place_seeds(
+            request, canvas, box_image, within=block.write.shifted(block.read.start)
+        )
+        canvases.append((block, canvas))
+        steps.append(canvas.segment_all(seeds))
+    started = time.perf_counter()
+    run_canvases(steps, _predictor(job), batch_size=max(len(blocks), 1))
+    seconds = time.perf_counter() - started
+    for block, canvas in canvases:
+        origins = np.array(
+            [(i, *o.start, o.iters, o.walltime_s) for i, o in sorted(canvas.origins.items())],
+            dtype=ORIGIN_DTYPE,
+        )
+        _save_npz(
+            job.fragments_file(block),
+            labels=canvas.final_segmentation().astype(np.uint32),
+            origins=origins,
+            counters=np.asarray(json.dumps(canvas.counters.as_dict())),
+            boxes=np.asarray(json.dumps([str(block.read), str(block.write)])),
+            seconds=np.asarray(seconds / len(blocks)),
+            peak_rss_mb=np.asarray(_peak_rss_mb()),
+        )
+
+
+def segmented(job: BlockwiseJob, block: Block) -> bool:
+    """A block is done when its file exists (published complete) and is of this block."""
+    path = job.fragments_file(block)
+    if not path.exists():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            boxes = json.loads(str(data["boxes"]))
+    except (OSError, ValueError, KeyError) as exc:
+        raise FfnopsError(
+            f"{path}: unreadable block result ({exc}); delete it to redo the block"
+        ) from None
+    return bool(boxes == [str(block.read), str(block.write)])
+
+
+def load_labels(job: BlockwiseJob, block: Block) -> npt.NDArray[np.uint32]:
+    """A segmented block's local labels over its read box."""
+    with np.load(job.fragments_file(block), allow_pickle=False) as data:
+        return np.asarray(data["labels"])
+
+
+# ---- match --------------------------------------------------------------------------------------
+
+
+def match_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
+    """Links each block's fragments to those of its later neighbours."""
+    for block in blocks:
+        mine = load_labels(job, block)
+        pairs = [np.zeros((0, 2), np.uint64)]
+        for other in job.layout.later_neighbours(block):
+            theirs = load_labels(job, other)
+            shared = block.read.intersect(other.read)
+            assert shared is not None
+            a = fragment_keys(block.index, mine[shared.shifted(block.read.start).slices])
+            b = fragment_keys(other.index, theirs[shared.shifted(other.read.start).slices])
+            pairs.append(
+                links(count_overlaps(a, b), job.stitch.min_voxels, job.stitch.min_fraction)
+            )
+        _save_npz(job.links_file(block), pairs=np.concatenate(pairs))
+
+
+def matched(job: BlockwiseJob, block: Block) -> bool:
+    return job.links_file(block).exists()
+
+
+# ---- global ids ---------------------------------------------------------------------------------
+
+
+def number_objects(job: BlockwiseJob) -> tuple[int, int, int]:
+    """Writes the fragment -> global id table and ``objects.csv``; returns (objects, fragments,
+    links). Seeds in ``objects.csv`` are in the image volume's voxels."""
+    rows: list[tuple[int, int, int, int, int, int, int, float]] = []  # key, block, local, z, y, x..
+    for block in job.layout.blocks():
+        with np.load(job.fragments_file(block), allow_pickle=False) as data:
+            origins = data["origins"]
+        for o in origins:
+            local = int(o["id"])
+            key = (block.index << 32) | local
+            seed = [int(o[a]) + s for a, s in zip("zyx", block.read.start, strict=True)]
+            rows.append((key, block.index, local, *seed, int(o["iters"]), float(o["walltime_s"])))  # type: ignore[arg-type]
+    keys = np.array(sorted(r[0] for r in rows), dtype=np.uint64)
+    pair_lists = []
+    for block in job.layout.blocks():
+        with np.load(job.links_file(block), allow_pickle=False) as data:
+            pair_lists.append(np.asarray(data["pairs"], np.uint64))
+    linked = np.concatenate(pair_lists) if pair_lists else np.zeros((0, 2), np.uint64)
+    ids = global_ids(keys, [linked])
+    _save_npz(job.ids_file, keys=keys, ids=ids)
+    by_key = dict(zip(keys.tolist(), ids.tolist(), strict=True))
+    lines = ["global_id,block,block_id,seed_z,seed_y,seed_x,iters,walltime_s"]
+    for key, index, local, z, y, x, iters, wall in sorted(rows, key=lambda r: (by_key[r[0]], r[0])):
+        lines.append(f"{by_key[key]},{index},{local},{z},{y},{x},{iters},{wall:.3f}")
+    write_text(job.objects_file, "\n".join(lines) + "\n")
+    return int(ids.max()) if len(ids) else 0, len(keys), len(linked)
+
+
+# ---- relabel ------------------------------------------------------------------------------------
+
+
+def relabel_blocks(job: BlockwiseJob, output_uri: str, blocks: Sequence[Block]) -> None:
+    """Writes each block's write box in global ids into the output (opened for writing).
+
+    Voxels the block's own canvas left unlabelled take the label a neighbour's canvas gave them
+    (the first neighbour in index order that labels them): a piece of an object that no seed of
+    the block reached, flooded from the next block, keeps its object."""
+    with np.load(job.ids_file, allow_pickle=False) as data:
+        keys, ids = np.asarray(data["keys"]), np.asarray(data["ids"])
+
+    def global_labels(block: Block, box: BBox) -> npt.NDArray[np.uint64]:
+        local = load_labels(job, block)[box.shifted(block.read.start).slices]
+        fragments = fragment_keys(block.index, local)
+        where = np.minimum(np.searchsorted(keys, fragments), max(len(keys) - 1, 0))
+        return np.where(fragments > 0, ids[where] if len(ids) else 0, np.uint64(0))
+
+    with open_volume(output_uri, "r+") as output:
+        for block in blocks:
+            labels = global_labels(block, block.write)
+            for other in job.layout.neighbours(block):
+                if (labels == 0).any():
+                    shared = other.read.intersect(block.write)
+                    if shared is None:
+                        continue
+                    region = labels[shared.shifted(block.write.start).slices]
+                    theirs = global_labels(other, shared)
+                    gaps = (region == 0) & (theirs > 0)
+                    region[gaps] = theirs[gaps]
+            output.write(block.write.shifted(job.layout.box.start), labels.astype(np.uint64))
+
+
+def never_done(block: Block) -> bool:
+    """The relabel pass writes into a fresh output each run: no block is done before it."""
+    return False
+
+
+# ---- the job ------------------------------------------------------------------------------------
+
+OnPhaseProgress = Callable[[str, TaskProgress], None]
+
+
+def run_blockwise(
+    job: BlockwiseJob,
+    executor: Executor,
+    output_uri: str,
+    batch_size: int,
+    on_progress: OnPhaseProgress,
+) -> BlockwiseSummary:
+    """Segments, matches, numbers and relabels; ``output_uri`` is where workers open the
+    (created, not yet committed) output for writing."""
+    seconds: dict[str, float] = {}
+    tasks = [
+        BlockTask(
+            "segment",
+            job.layout,
+            partial(segment_blocks, job),
+            partial(segmented, job),
+            job.workdir,
+            batch_size,
+        ),
+        BlockTask(
+            "match", job.layout, partial(match_blocks, job), partial(matched, job), job.workdir
+        ),
+    ]
+    for task in tasks:
+        started = time.perf_counter()
+        executor.run(task, partial(on_progress, task.name))
+        seconds[task.name] = time.perf_counter() - started
+    started = time.perf_counter()
+    objects, fragments, linked = number_objects(job)
+    seconds["number"] = time.perf_counter() - started
+    relabel = BlockTask(
+        "relabel", job.layout, partial(relabel_blocks, job, output_uri), never_done, job.workdir
+    )
+    started = time.perf_counter()
+    executor.run(relabel, partial(on_progress, relabel.name))
+    seconds["relabel"] = time.perf_counter() - started
+    counters: dict[str, float] = {k: 0.0 for k in Counters().as_dict()}
+    block_seconds, peak = 0.0, 0.0
+    for block in job.layout.blocks():
+        with np.load(job.fragments_file(block), allow_pickle=False) as data:
+            for key, value in json.loads(str(data["counters"])).items():
+                counters[key] += value
+            block_seconds += float(data["seconds"])
+            peak = max(peak, float(data["peak_rss_mb"]))
+    counters["objects"] = float(objects)  # objects after stitching, not fragments
+    return BlockwiseSummary(objects, fragments, linked, counters, seconds, block_seconds, peak)
+
+
+def clear_work(job: BlockwiseJob) -> None:
+    """Removes the job's folder once its output is published."""
+    remove_path(job.workdir)

@@ -1,0 +1,168 @@
+"""Segment one box with one canvas (FFN_SPEC section 6; google/ffn's ``inference/inference.py``).
+
+:func:`segment_box` is the whole of single-canvas inference: read the box, normalise, place
+seeds, flood every object, resume from and write checkpoints, and return a
+:class:`SegmentationResult`. The blockwise executor builds each block's canvas with the same
+pieces (:func:`read_image`, :func:`make_canvas`, :func:`place_seeds`, :func:`make_predictor`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from ffnops.atomic import fresh_partial, publish
+from ffnops.errors import FfnopsError
+from ffnops.ffn.canvas import Canvas, Counters, run_canvas
+from ffnops.ffn.geometry import Vec3
+from ffnops.ffn.predictor import TorchPredictor
+from ffnops.ffn.seeds import grid_seeds, peak_seeds
+from ffnops.inference.progress import SeedProgress
+from ffnops.inference.request import BoxRequest, DeviceSettings
+from ffnops.segmentation import SeedOrigin, SegmentationResult
+from ffnops.volume import BBox, VoxelSize
+from ffnops.volumes import open_volume
+
+# EM images are uint8 or float32; integer ids are accepted as images for the oracle network.
+IMAGE_DTYPES = ("uint8", "uint16", "uint32", "uint64", "float32")
+
+# Called at each checkpoint with the canvas's counters and the seeds done so far.
+OnCheckpoint = Callable[[Counters, int], None]
+
+
+@dataclass(frozen=True)
+class BoxImage:
+    """A box of the image, normalised, with its mask and where it lies."""
+
+    raw: npt.NDArray[np.generic]
+    image: npt.NDArray[np.float32]
+    mask: npt.NDArray[np.bool_] | None
+    voxel_size: VoxelSize
+    offset: Vec3  # where the image volume's voxel (0, 0, 0) sits in the dataset's grid
+
+
+def read_image(request: BoxRequest, box: BBox) -> BoxImage:
+    """Reads ``box`` of the request's image (and mask) and normalises it."""
+    with open_volume(request.image_uri, dtypes=IMAGE_DTYPES) as volume:
+        raw = np.asarray(volume.read(box))
+        voxel_size, offset = volume.voxel_size, volume.offset
+    mask = None
+    if request.mask_uri:
+        with open_volume(request.mask_uri) as mask_volume:
+            mask = np.asarray(mask_volume.read(box)) > 0
+    mean, stddev = np.float32(request.image_mean), np.float32(request.image_stddev)
+    image = (raw.astype(np.float32) - mean) / stddev
+    return BoxImage(raw, image, mask, voxel_size, offset)
+
+
+def make_canvas(request: BoxRequest, box_image: BoxImage, keep_probabilities: bool) -> Canvas:
+    settings = request.settings
+    return Canvas(
+        box_image.image,
+        settings.fov_size,
+        settings.deltas,
+        request.options,
+        mask=box_image.mask,
+        keep_probabilities=keep_probabilities,
+    )
+
+
+def place_seeds(
+    request: BoxRequest, canvas: Canvas, box_image: BoxImage, within: BBox | None = None
+) -> list[Vec3]:
+    """The seed policy's positions in canvas voxels, in the policy's order; with ``within``
+    (canvas voxels) only those inside it."""
+    options = request.options
+    if options.seed_policy == "peaks":
+        seeds = peak_seeds(canvas.image, canvas.fov_radius, canvas.mask, box_image.voxel_size)
+    elif options.seed_policy == "grid":
+        seeds = grid_seeds(canvas.image.shape, canvas.fov_radius, **options.seed_policy_args)
+    else:
+        raise FfnopsError(
+            f"inference.seed_policy must be peaks or grid, got {options.seed_policy!r}"
+        )
+    if within is None:
+        return seeds
+    lo, hi = within.start, within.stop
+    return [s for s in seeds if all(a <= p < b for p, a, b in zip(s, lo, hi, strict=True))]
+
+
+def device_name(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def make_predictor(model: torch.nn.Module, device: DeviceSettings) -> TorchPredictor:
+    if device.num_threads:
+        torch.set_num_threads(device.num_threads)
+    return TorchPredictor(model, device_name(device.device), device.precision, device.channels_last)
+
+
+def save_state(path: Path, state: dict[str, np.ndarray]) -> None:
+    """Writes the canvas state atomically (a kill leaves the previous checkpoint intact)."""
+    tmp = fresh_partial(path)
+    with open(tmp, "wb") as f:
+        np.savez(f, **state)  # type: ignore[arg-type]
+    publish(tmp, path)
+
+
+def resume_from(path: Path, canvas: Canvas) -> int:
+    """Restores a checkpoint of the same inference if there is one; returns the next seed."""
+    if not path.exists():
+        return 0
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            first = canvas.restore({k: data[k] for k in data.files})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FfnopsError(
+            f"corrupt inference checkpoint {path} ({exc}); delete it to start over"
+        ) from None
+    print(f"resuming from {path}: {canvas.counters.objects} objects, seed {first}")
+    return first
+
+
+def segment_box(
+    request: BoxRequest, on_checkpoint: OnCheckpoint | None = None
+) -> tuple[SegmentationResult, npt.NDArray[np.generic]]:
+    """Segments the request's box with one canvas; returns the result and the raw image box
+    (for pictures and the neuroglancer copy). Resumes from ``request.checkpoint`` if it
+    exists; the caller removes it once the result is written."""
+    box = request.box
+    box_image = read_image(request, box)
+    canvas = make_canvas(request, box_image, keep_probabilities=True)
+    seeds = place_seeds(request, canvas, box_image)
+    predictor = make_predictor(request.model, request.device)
+    checkpoint = request.checkpoint
+    first_seed = resume_from(checkpoint, canvas) if checkpoint else 0
+    started = time.perf_counter()
+    progress = SeedProgress(canvas, len(seeds), first_seed)
+
+    def after_seed(index: int) -> None:
+        progress.seed_done()
+        interval = request.options.checkpoint_interval_s
+        if checkpoint is not None and progress.due_for_checkpoint(interval):
+            save_state(checkpoint, canvas.state())
+            if on_checkpoint is not None:
+                on_checkpoint(canvas.counters, canvas.seeds_done)
+
+    run_canvas(canvas.segment_all(seeds, first_seed, after_seed), progress.wrap(predictor))
+    progress.close()
+    seconds = time.perf_counter() - started
+    result = SegmentationResult(
+        labels=canvas.final_segmentation(),
+        offset=tuple(o + s for o, s in zip(box_image.offset, box.start, strict=True)),  # type: ignore[arg-type]
+        voxel_size=box_image.voxel_size,
+        origins={i: SeedOrigin(o.start, o.iters, o.walltime_s) for i, o in canvas.origins.items()},
+        counters={**canvas.counters.as_dict(), "seconds": seconds},
+        probabilities=canvas.probabilities,
+        image_uri=request.image_uri,
+        settings={**vars(request.options), "model": request.model_uri, "bbox": str(box)},
+    )
+    return result, box_image.raw

@@ -1,0 +1,359 @@
+"""Blockwise inference (docs/inference.md): the oracle network over a synthetic volume of 3x3x3
+blocks, on real daisy worker processes, written as a real zarr volume, tracked in a real store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from skimage.metrics import adapted_rand_error
+
+from ffnops.ffn.oracle import OracleFFN
+from ffnops.sample_data.synthetic import synthetic_volume
+from ffnops.tracking.mlflow_tracking import register_model
+from ffnops.volumes import open_volume, write_array
+
+SHAPE = (96, 96, 96)
+BLOCK = "[32,32,32]"  # 3 x 3 x 3 blocks
+
+
+def ffnops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ffnops", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The oracle as models:/oracle@truth and synthetic labels (cells that cross block faces)."""
+    path = tmp_path_factory.mktemp("blockwise")
+    uri = f"sqlite:///{path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(client.create_experiment("models", f"{path}/artifacts"))
+    settings = {
+        "fov_size": [17, 17, 17],
+        "deltas": [4, 4, 4],
+        "image_mean": 0.0,
+        "image_stddev": 1.0,
+    }
+    register_model(uri, run.info.run_id, OracleFFN(17, 4), "oracle", settings, alias="truth")
+    _, labels = synthetic_volume(SHAPE, objects=12, seed=3)
+    write_array(f"zarr://{path}/labels.zarr", labels, chunks=(32, 32, 32))
+    return {"path": path, "uri": uri, "labels": labels}
+
+
+def infer_args(world: dict[str, object], output: str, *extra: str) -> list[str]:
+    return [
+        "infer",
+        "model=models:/oracle@truth",
+        f"image=zarr://{world['path']}/labels.zarr",
+        f"output=zarr://{world['path']}/{output}",
+        f"tracking.tracking_uri={world['uri']}",
+        "inference.seed_policy=grid",
+        "inference.min_segment_size=100",
+        "viewer.publish=false",
+        *extra,
+    ]
+
+
+def read(world: dict[str, object], output: str) -> np.ndarray:
+    with open_volume(f"zarr://{world['path']}/{output}") as volume:
+        return np.asarray(volume.read())
+
+
+@pytest.fixture(scope="module")
+def local(world: dict[str, object]) -> np.ndarray:
+    proc = ffnops(*infer_args(world, "local.zarr"), cwd=world["path"])  # type: ignore[arg-type]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return read(world, "local.zarr")
+
+
+@pytest.fixture(scope="module")
+def stitched(world: dict[str, object]) -> np.ndarray:
+    """3 x 3 x 3 blocks on 2 daisy workers, scored against the labels."""
+    extra = (
+        "executor=daisy",
+        f"executor.block_size={BLOCK}",
+        "executor.workers=2",
+        f"groundtruth=zarr://{world['path']}/labels.zarr",
+        "viewer.publish=true",
+    )
+    proc = ffnops(*infer_args(world, "stitched.zarr", *extra), cwd=world["path"])  # type: ignore[arg-type]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "27 blocks [3, 3, 3]" in proc.stdout
+    return read(world, "stitched.zarr")
+
+
+def test_stitched_oracle_matches_the_labels_with_one_id_per_object(
+    world: dict[str, object], stitched: np.ndarray, local: np.ndarray
+) -> None:
+    labels: np.ndarray = world["labels"]  # type: ignore[assignment]
+    # The outer 3 voxels of the box are left partly unlabelled by one canvas too (FOV centres
+    # stay a radius inside the box, and floods seldom reach its faces): scored inside them, and
+    # on the whole box no worse than one canvas.
+    inside = (slice(3, -3),) * 3
+    error, _, _ = adapted_rand_error(labels[inside], stitched[inside].astype(np.uint32))
+    assert error < 0.01
+    whole, _, _ = adapted_rand_error(labels, stitched.astype(np.uint32))
+    one_canvas, _, _ = adapted_rand_error(labels, local.astype(np.uint32))
+    assert whole <= one_canvas + 1e-3
+    crossing = 0
+    for label in np.unique(labels):
+        where = labels == label
+        ids, counts = np.unique(stitched[where & (stitched > 0)], return_counts=True)
+        spans = [np.unique(np.nonzero(where)[axis] // 32) for axis in range(3)]
+        if max(len(s) for s in spans) > 1:
+            crossing += 1
+            assert ids[counts.argmax()] > 0 and counts.max() >= 0.99 * counts.sum(), label
+    assert crossing >= 10  # most cells cross a block face or corner
+
+
+def test_the_blockwise_run_is_one_mlflow_run_with_its_layout_and_progress(
+    world: dict[str, object], stitched: np.ndarray
+) -> None:
+    client = MlflowClient(tracking_uri=world["uri"])  # type: ignore[arg-type]
+    runs = client.search_runs(
+        [client.get_experiment_by_name("inference").experiment_id],
+        f"tags.`ffnops.output` = 'zarr://{world['path']}/stitched.zarr'",
+    )
+    (run,) = runs
+    assert run.info.status == "FINISHED"
+    assert run.data.params["blockwise.blocks"] == "27"
+    assert run.data.params["blockwise.context"] == "[16, 16, 16]"  # FOV radius 8 + overlap 8
+    assert run.data.params["executor.workers"] == "2"
+    history = client.get_metric_history(run.info.run_id, "progress/segment_blocks_done")
+    assert history[-1].value == 27
+    assert client.get_metric_history(run.info.run_id, "progress/voxels_per_s")
+    assert run.data.metrics["objects"] == len(np.unique(stitched)) - 1
+    labels: np.ndarray = world["labels"]  # type: ignore[assignment]
+    error, _, _ = adapted_rand_error(labels, stitched.astype(np.uint32))
+    assert run.data.metrics["eval/adapted_rand_error"] == pytest.approx(error, abs=1e-6)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"objects.csv", "segmentation_overlay.png", "neuroglancer"} <= artifacts
+    assert "neuroglancer_url" in run.data.tags
+    table = client.download_artifacts(run.info.run_id, "objects.csv")
+    rows = np.genfromtxt(table, delimiter=",", names=True, dtype=None)
+    assert set(rows["global_id"]) == set(np.unique(stitched)) - {0}
+    for row in rows:  # every global id leads back to a seed that lies in that object
+        assert stitched[row["seed_z"], row["seed_y"], row["seed_x"]] == row["global_id"]
+
+
+def test_one_daisy_block_equals_local_exactly(world: dict[str, object], local: np.ndarray) -> None:
+    args = infer_args(world, "one_block.zarr", "executor=daisy", "executor.block_size=[96,96,96]")
+    proc = ffnops(*args, cwd=world["path"])  # type: ignore[arg-type]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    np.testing.assert_array_equal(read(world, "one_block.zarr"), local)
+
+
+def test_batched_canvases_equal_unbatched_and_executors_agree(
+    world: dict[str, object], stitched: np.ndarray
+) -> None:
+    for batch in (1, 4):
+        args = infer_args(
+            world,
+            f"batch{batch}.zarr",
+            f"executor.block_size={BLOCK}",
+            f"executor.batch_size={batch}",
+        )
+        proc = ffnops(*args, cwd=world["path"])  # type: ignore[arg-type]
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    np.testing.assert_array_equal(read(world, "batch4.zarr"), read(world, "batch1.zarr"))
+    np.testing.assert_array_equal(read(world, "batch1.zarr"), stitched)  # local == daisy
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant process of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
+            except (OSError, IndexError, ValueError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        kids = [p for p, parent in parents.items() if parent == current]
+        found.extend(kids)
+        frontier.extend(kids)
+    return found
+
+
+def _workers(pid: int) -> list[int]:
+    out = []
+    for child in _children(pid):
+        try:
+            if b"daisy._subprocess_worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                out.append(child)
+        except OSError:
+            continue
+    return out
+
+
+def _start(world: dict[str, object], output: str) -> tuple[subprocess.Popen[bytes], Path]:
+    work = Path(str(world["path"])) / f"work-{output}"
+    args = infer_args(
+        world,
+        output,
+        "executor=daisy",
+        f"executor.block_size={BLOCK}",
+        "executor.workers=2",
+        f"paths.output_dir={work}",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ffnops", *args],
+        cwd=str(world["path"]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    return process, work
+
+
+def _wait_for_blocks(process: subprocess.Popen[bytes], work: Path, count: int) -> int:
+    deadline = time.time() + 300
+    done = 0
+    while time.time() < deadline and process.poll() is None:
+        done = len(list(work.glob("blockwise/*/blocks/*.npz")))
+        if done >= count:
+            break
+        time.sleep(0.1)
+    return done
+
+
+def test_a_killed_job_resumes_with_an_identical_segmentation(
+    world: dict[str, object], stitched: np.ndarray
+) -> None:
+    process, work = _start(world, "killed.zarr")
+    try:
+        done = _wait_for_blocks(process, work, 4)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the job and its workers, as a node failure
+        process.wait()
+    assert 4 <= done < 27, "the job was not killed mid-run"
+    assert not (Path(str(world["path"])) / "killed.zarr").exists()  # nothing half-written
+    args = infer_args(
+        world,
+        "killed.zarr",
+        "executor=daisy",
+        f"executor.block_size={BLOCK}",
+        "executor.workers=2",
+        f"paths.output_dir={work}",
+    )
+    proc = ffnops(*args, cwd=world["path"])  # type: ignore[arg-type]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "finished blocks are skipped" in proc.stdout
+    np.testing.assert_array_equal(read(world, "killed.zarr"), stitched)
+    assert not list(work.glob("blockwise/*"))  # the job's folder is gone once published
+
+
+def test_a_killed_worker_is_replaced_and_the_result_is_identical(
+    world: dict[str, object], stitched: np.ndarray
+) -> None:
+    process, work = _start(world, "worker_killed.zarr")
+    killed = None
+    try:
+        _wait_for_blocks(process, work, 2)
+        for _ in range(100):
+            workers = _workers(process.pid)
+            if workers:
+                killed = workers[0]
+                os.kill(killed, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+        assert process.wait(timeout=600) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert killed is not None, "no worker process was found to kill"
+    np.testing.assert_array_equal(read(world, "worker_killed.zarr"), stitched)
+
+
+def test_a_workers_memory_does_not_grow_with_the_volume(tmp_path: Path) -> None:
+    """Same 64^3 blocks over a 128^3 and a 256^3 volume: a worker that read the whole volume
+    would hold 256^3 float32 (64 MiB) more for the image alone, plus the canvas's arrays."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(client.create_experiment("models", f"{tmp_path}/artifacts"))
+    settings = {
+        "fov_size": [17, 17, 17],
+        "deltas": [4, 4, 4],
+        "image_mean": 0.0,
+        "image_stddev": 1.0,
+    }
+    register_model(uri, run.info.run_id, OracleFFN(17, 4), "oracle", settings, alias="truth")
+    peaks = {}
+    for size in (128, 256):
+        labels = np.zeros((size,) * 3, np.uint32)
+        labels[40:90, 40:90, 40:90] = 1  # one object; the rest background (cheap seeds)
+        write_array(f"zarr://{tmp_path}/v{size}.zarr", labels, chunks=(64, 64, 64))
+        args = [
+            "infer",
+            "model=models:/oracle@truth",
+            f"image=zarr://{tmp_path}/v{size}.zarr",
+            f"output=zarr://{tmp_path}/s{size}.zarr",
+            f"tracking.tracking_uri={uri}",
+            "inference.seed_policy=grid",
+            "+inference.seed_policy_args.step=32",
+            "executor=daisy",
+            "executor.block_size=[64,64,64]",
+            "executor.workers=2",
+            "viewer.publish=false",
+            f"tracking.run_name=v{size}",
+        ]
+        proc = ffnops(*args, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (found,) = client.search_runs(
+            [client.get_experiment_by_name("inference").experiment_id],
+            f"attributes.run_name = 'v{size}'",
+        )
+        peaks[size] = found.data.metrics["peak_rss_mb_per_worker"]
+    assert peaks[256] < peaks[128] + 32, peaks
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["executor.block_size=[12,32,32]"], "smaller than the model's FOV"),
+        (["executor.overlap=[32,4,4]"], "must be smaller than executor.block_size"),
+        (["executor.workers=0"], "executor.workers must be at least 1"),
+        (["output=h5://{path}/seg.h5#seg"], "this format takes one writer"),
+        (["output=zarr://{path}/labels.zarr"], "already exists; pass overwrite=true"),
+        (["executor.name=slurm"], "no installed plugin offers it; executors: "),
+    ],
+)
+def test_bad_blockwise_input_fails_before_any_work(
+    world: dict[str, object], extra: list[str], expected: str
+) -> None:
+    work = Path(str(world["path"])) / "bad"
+    args = infer_args(
+        world,
+        "bad.zarr",
+        "executor=daisy",
+        f"executor.block_size={BLOCK}",
+        f"paths.output_dir={work}",
+    )
+    args += [e.format(path=world["path"]) for e in extra]
+    proc = ffnops(*args, cwd=world["path"])  # type: ignore[arg-type]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert expected in proc.stderr and "Traceback" not in proc.stderr
+    assert not (Path(str(world["path"])) / "bad.zarr").exists()
+    assert not list(work.glob("blockwise/*/blocks/*"))  # no block was segmented
+
+
+def test_local_batching_needs_blocks(world: dict[str, object]) -> None:
+    proc = ffnops(*infer_args(world, "nope.zarr", "executor.batch_size=4"), cwd=world["path"])  # type: ignore[arg-type]
+    assert proc.returncode == 2 and "set executor.block_size" in proc.stderr
