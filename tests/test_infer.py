@@ -200,10 +200,10 @@ def test_kill_and_resume_gives_the_uninterrupted_result(store: tuple[Path, str])
 
 
 def test_corrupt_checkpoint_is_reported(tmp_path: Path) -> None:
-    from ffnops.inference.runner import resume_from
     from ffnops.errors import FfnopsError
     from ffnops.ffn.canvas import Canvas
     from ffnops.ffn.options import InferenceOptions
+    from ffnops.inference.runner import resume_from
 
     canvas = Canvas(np.zeros((20, 20, 20), np.float32), (9, 9, 9), (2, 2, 2), InferenceOptions())
     assert resume_from(tmp_path / "none.npz", canvas) == 0  # nothing to resume
