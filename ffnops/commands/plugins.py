@@ -1,9 +1,10 @@
-"""``ffnops plugins``: what is installed, from which distribution, with which hooks and schemes."""
+"""``ffnops plugins``: what is installed, from which distribution, with which hooks, schemes and executors."""
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from ffnops.executor import executor_names
 from ffnops.plugins import get_plugins
 from ffnops.volumes import installed_schemes
 
@@ -23,6 +24,7 @@ def run(cfg: DictConfig) -> None:
     broken = [r for r in records if r.broken]
     for r in broken:
         print(f"\nbroken plugin {r.name} ({r.module}): {r.error}")
+    print(f"\nexecutors (executor.name=...): {', '.join(executor_names()) or 'none'}")
     if cfg.verbose:
         print("\nschemes:")
         for s in installed_schemes(plugins):
