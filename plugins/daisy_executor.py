@@ -113,6 +113,11 @@ class DaisyExecutor(Executor):
             raise FfnopsError(f"executor.workers must be at least 1, got {config.workers}")
         if config.max_retries < 0:
             raise FfnopsError(f"executor.max_retries must be >= 0, got {config.max_retries}")
+        if config.block_timeout_s is not None and not config.block_timeout_s > 0:
+            raise FfnopsError(
+                f"executor.block_timeout_s must be positive seconds or null (no limit), got "
+                f"{config.block_timeout_s}"
+            )
 
     def run(self, task: BlockTask, on_progress: OnProgress) -> TaskProgress:
         daisy = _daisy()
@@ -143,7 +148,8 @@ class DaisyExecutor(Executor):
                 fit="shrink",
                 max_workers=config.workers,
                 max_retries=config.max_retries,
-                timeout=config.block_timeout_s,
+                # daisy's default kills a block after 600 s; an FFN block on a CPU takes longer.
+                timeout=config.block_timeout_s or float("inf"),
             )
         observer = ProgressObserver(task.name, on_progress)
         logging.getLogger("daisy").setLevel(logging.WARNING)
