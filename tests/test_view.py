@@ -23,13 +23,14 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from ffnops.commands.infer import publish_view
 from ffnops.errors import FfnopsError
 from ffnops.sample_data import sample_path
 from ffnops.segmentation import SegmentationResult
+from ffnops.viewing.publish import publish_view
 from ffnops.viewing.python_viewer import open_viewer
 from ffnops.viewing.server import ViewServer
 from ffnops.viewing.state import in_memory_state
+from ffnops.viewing.view_data import write_view_data
 from ffnops.volume import BBox
 from ffnops.volumes import open_volume
 
@@ -89,7 +90,19 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str,
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.create_experiment("inference", artifact_location=str(path / "artifacts"))
     with mlflow.start_run(experiment_id=experiment) as run:
-        link = publish_view(viewer, run.info.run_id, em_image, result)
+        link = publish_view(
+            lambda folder: write_view_data(
+                folder, em_image, result.labels, result.voxel_size, result.offset
+            ),
+            run.info.run_id,
+            result.voxel_size,
+            result.offset,
+            result.labels.shape,
+            viewer.host,
+            viewer.port,
+            viewer.client_url,
+            viewer.layout,
+        )
     mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
     assert link.startswith("http://client.invalid/#!")
     return path, uri, run.info.run_id, port

@@ -1,0 +1,388 @@
+"""Blockwise inference (``executor=daisy``): what cutting a box into blocks costs in quality,
+how it scales over worker processes, and how much memory a worker needs.
+
+Every step is the ordinary ``ffnops infer`` command, run as the pipelines run it (``-P``) in
+the work folder, which keeps the MLflow store (``mlflow.db``) and every output: a step whose
+output exists is not run again, so a killed run resumes and a finished one only prints again.
+
+* ``--part quality``: Google's FIB-25 checkpoint (``ffnops import-checkpoint google``) on
+  ``--box`` of ``training_sample2`` with Google's request, blockwise (``--block``, ``--workers``)
+  against one canvas (``executor=cpu``, ``cpu_bf16`` for bf16) and, for the whole volume in fp32,
+  Google's published segmentation: adapted Rand error (0 counted as a label; target <= 0.02),
+  VOI split/merge, object counts, and of the one-canvas objects that cross a block face how many
+  come out split (>1 blockwise id of >= 5 % each) or merged (their main blockwise id also holds
+  >= 5 % of another object of >= 1000 voxels); target: none. Wall times and ms per FOV step.
+  The whole 250^3 volume takes hours on an AVX2-only CPU (0.6 s a step): run it in the
+  background, or try a crop (``--box 0:64,0:64,0:64 --block 40,40,40``).
+* ``--part scaling``: a small random ConvStack (FOV 17^3, depth 4, 16 features) on a synthetic
+  volume, blocks of half its size: the segment phase (``seconds_segment``) with 1 worker of 2
+  threads against 2 workers of 1 thread, efficiency T(1x2) / T(2x1) (target >= 0.8), outputs
+  identical (target: yes); and one canvas (``executor=cpu``) against daisy with one block (the
+  whole box, 1 worker): the overhead of the blockwise machinery (command and inference).
+* ``--part memory``: peak RSS of a worker (``peak_rss_mb_per_worker``) with the oracle network
+  on a label volume of a few cubes (mostly background, so cheap), for two volume sizes at one
+  block size (target: equal; a worker holds blocks, never the volume) and two block sizes.
+
+``--quick`` halves the synthetic sizes (a smoke test of a few minutes on 2 cores).
+
+Run::
+
+    python benchmarks/blockwise.py [--part quality|scaling|memory|all] [--workdir DIR]
+        [--box z0:z1,y0:y1,x0:x1] [--block 125,125,125] [--workers 2]
+        [--precision auto|fp32|bf16] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from ffnops_pipelines.steps import FFNOPS
+from machine import cpu_model, library_versions, load_average
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from skimage.metrics import adapted_rand_error, variation_of_information
+
+from ffnops.ffn.cpu import cpu_has_fast_bf16
+from ffnops.ffn.model import ConvStack3DFFNModel
+from ffnops.ffn.oracle import OracleFFN
+from ffnops.sample_data.synthetic import synthetic_volume
+from ffnops.tracking.mlflow_tracking import register_model
+from ffnops.volume import BBox
+from ffnops.volumes import open_volume, write_array
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL_FOV = {"fov_size": [17, 17, 17], "deltas": [4, 4, 4]}
+REQUEST = {"pad_value": 0.05, "init_activation": 0.95, "move_threshold": 0.9}
+# The random network: grid seeds, small objects kept (its own settings: pad 0.5, move 0.6).
+RANDOM_NET = [
+    "inference.seed_policy=grid",
+    "+inference.seed_policy_args.step=32",
+    "+inference.seed_policy_args.offsets=[0,16]",
+    "inference.min_segment_size=100",
+]
+CUBES = [(0.1, 0.1, 0.1), (0.4, 0.45, 0.2), (0.7, 0.2, 0.6), (0.2, 0.7, 0.48)]  # in a half
+ORACLE = [  # one grid pass: most seeds are on background and cost one network call each
+    "inference.seed_policy=grid",
+    "+inference.seed_policy_args.step=32",
+    "+inference.seed_policy_args.offsets=[0]",
+]
+
+
+def store(workdir: Path) -> str:
+    return f"sqlite:///{workdir / 'mlflow.db'}"
+
+
+def ffnops(workdir: Path, *args: str) -> float:
+    """One ffnops command in the work folder, shown as it runs, its output on stderr; seconds."""
+    args = (*args, f"tracking.tracking_uri={store(workdir)}")
+    print(f"$ ffnops {' '.join(args)}", flush=True)
+    env = {**os.environ, "FFNOPS_ROOT": str(workdir)}
+    start = time.perf_counter()
+    subprocess.run([*FFNOPS, *args], cwd=workdir, env=env, stdout=sys.stderr, check=True)
+    return time.perf_counter() - start
+
+
+def infer(workdir: Path, name: str, model: str, image: str, *overrides: str) -> dict[str, float]:
+    """``ffnops infer`` into ``NAME.zarr`` unless that exists; the MLflow run's metrics, with
+    ``wall_s`` (the whole command) and ``run_s`` (the MLflow run: the inference itself)."""
+    output, times_file = workdir / f"{name}.zarr", workdir / "times.json"
+    times = json.loads(times_file.read_text()) if times_file.exists() else {}
+    if not output.exists():
+        times[name] = ffnops(
+            workdir, "infer", f"model={model}", f"image={image}", f"output=zarr://{output}",
+            f"tracking.run_name={name}", "viewer.publish=false", *overrides,
+        )  # fmt: skip
+        times_file.write_text(json.dumps(times, indent=1))
+    client = MlflowClient(tracking_uri=store(workdir))
+    experiment = client.get_experiment_by_name("inference")
+    assert experiment is not None, "no inference experiment in the store"
+    (run,) = client.search_runs(
+        [experiment.experiment_id],
+        f"attributes.run_name = '{name}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    run_s = (run.info.end_time - run.info.start_time) / 1000
+    return {**run.data.metrics, "wall_s": times.get(name, float("nan")), "run_s": run_s}
+
+
+def read(workdir: Path, name: str) -> npt.NDArray[np.int64]:
+    with open_volume(f"zarr://{workdir / name}.zarr") as volume:
+        return np.asarray(volume.read()).astype(np.int64)
+
+
+def register(workdir: Path, name: str, model: torch.nn.Module, settings: dict) -> str:
+    """``model`` as models:/NAME@bench in the work folder's store (once)."""
+    client = MlflowClient(tracking_uri=store(workdir))
+    try:
+        client.get_model_version_by_alias(name, "bench")
+    except MlflowException:
+        experiment = client.get_experiment_by_name("models")
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else client.create_experiment("models", f"{workdir}/artifacts")
+        )
+        run = client.create_run(experiment_id)
+        register_model(store(workdir), run.info.run_id, model, name, settings, alias="bench")
+        client.set_terminated(run.info.run_id)
+    return f"models:/{name}@bench"
+
+
+def timing(name: str, m: dict[str, float]) -> str:
+    return (
+        f"{name:<10} command {m['wall_s']:7.1f} s, run {m['run_s']:7.1f} s, "
+        f"{int(m['network_calls']):6d} FOV steps at {m['ms_per_step']:6.1f} ms, "
+        f"{int(m['objects'])} objects"
+    )
+
+
+# ---- quality ------------------------------------------------------------------------------------
+
+
+def agreement(name: str, reference: npt.NDArray[np.int64], test: npt.NDArray[np.int64]) -> None:
+    arand = adapted_rand_error(reference, test, ignore_labels=())[0]
+    split, merge = variation_of_information(reference.ravel(), test.ravel())
+    n_ref, n_test = len(np.unique(reference[reference > 0])), len(np.unique(test[test > 0]))
+    print(
+        f"{name:<26} ARAND {arand:.2e} (target <= 0.02)  VOI split {split:.3f} merge "
+        f"{merge:.3f}  objects {n_test} vs {n_ref} ({100 * (n_test / max(n_ref, 1) - 1):+.1f} %)"
+    )
+
+
+def face_objects(
+    local: npt.NDArray[np.int64], blockwise: npt.NDArray[np.int64], block: list[int]
+) -> None:
+    """Of the one-canvas objects whose voxels span more than one block: how many are split or
+    merged in the blockwise result (5 % of an object; merges with objects of >= 1000 voxels)."""
+    cells = [np.arange(n) // b for n, b in zip(local.shape, block, strict=True)]
+    grid = [int(c[-1]) + 1 for c in cells]
+    z, y, x = np.meshgrid(*cells, indexing="ij", sparse=True)
+    block_of = (z * grid[1] + y) * grid[2] + x
+    inside = local > 0
+    pairs = np.unique(local[inside] << 20 | np.broadcast_to(block_of, local.shape)[inside])
+    ids, spans = np.unique(pairs >> 20, return_counts=True)
+    crossing = ids[spans > 1]
+    size = np.bincount(local.ravel())
+    keys, shared = np.unique(local.ravel() << 32 | blockwise.ravel(), return_counts=True)
+    ours, theirs = keys >> 32, keys & 0xFFFFFFFF
+    split = merged = 0
+    for obj in crossing.tolist():
+        mine = (ours == obj) & (theirs > 0)
+        if not mine.any():
+            continue
+        split += int((shared[mine] >= 0.05 * size[obj]).sum() > 1)
+        main = theirs[mine][shared[mine].argmax()]
+        other = (theirs == main) & (ours != obj) & (ours > 0)
+        big = size[ours[other]] >= 1000
+        merged += int((shared[other][big] >= 0.05 * size[ours[other]][big]).any())
+    print(
+        f"one-canvas objects crossing a block face: {len(crossing)} of {len(ids)}; "
+        f"split {split}, merged {merged} (target 0 and 0)"
+    )
+
+
+def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
+    print("\n## quality: blockwise against one canvas (Google's FIB-25 checkpoint)")
+    client = MlflowClient(tracking_uri=store(workdir))
+    try:
+        client.get_model_version_by_alias("google_fib25", "baseline")
+    except MlflowException:
+        ffnops(workdir, "import-checkpoint", "google", "model_name=google_fib25", "alias=baseline")
+    scheme, _, rest = args.image.partition("://")
+    path, _, dataset = rest.partition("#")
+    image = f"{scheme}://{(REPO / path).resolve()}#{dataset}"
+    with open_volume(image) as volume:
+        shape = volume.shape
+    box = BBox.parse(args.box) if args.box else BBox.from_shape(shape)
+    block = [int(b) for b in args.block.split(",")]
+    tag = f"{str(box).replace(':', '-').replace(',', '_')}_{precision}"
+    model, common = "models:/google_fib25@baseline", (f"bbox={box}", "inference=fib25")
+    local_executor = "executor=cpu" if precision == "fp32" else "executor=cpu_bf16"
+    blockwise_name = f"quality_{tag}_b{'x'.join(map(str, block))}_w{args.workers}"
+    runs = {
+        "blockwise": infer(
+            workdir, blockwise_name, model, image, *common, "executor=daisy",
+            f"executor.block_size=[{args.block}]", f"executor.workers={args.workers}",
+            f"executor.precision={precision}",
+        ),
+        "local": infer(workdir, f"quality_{tag}_local", model, image, *common, local_executor),
+    }  # fmt: skip
+    for name, m in runs.items():
+        print(timing(name, m))
+    b = runs["blockwise"]
+    print(
+        f"blockwise: {int(b['blocks'])} blocks of {block}, {int(b['fragments'])} fragments, "
+        f"{int(b['stitch_links'])} links; segment {b['seconds_segment']:.1f} s, match "
+        f"{b['seconds_match']:.1f} s, relabel {b['seconds_relabel']:.1f} s; "
+        f"command {b['wall_s'] / runs['local']['wall_s']:.2f}x one canvas's"
+    )
+    local, blockwise = read(workdir, f"quality_{tag}_local"), read(workdir, blockwise_name)
+    agreement("blockwise vs one canvas", local, blockwise)
+    face_objects(local, blockwise, block)
+    if box == BBox.from_shape(shape) and precision == "fp32":
+        with np.load(REPO / args.reference, allow_pickle=False) as data:
+            google = data["segmentation"][box.slices].astype(np.int64)  # stored as uint8
+        agreement("blockwise vs Google's npz", google, blockwise)
+        agreement("one canvas vs Google's npz", google, local)
+
+
+# ---- scaling ------------------------------------------------------------------------------------
+
+
+def random_convstack() -> ConvStack3DFFNModel:
+    """Random weights, but blind to its own seed channel and with the output's sign and bias
+    set: each object floods a fixed image-dependent field that follows the synthetic cells (a
+    random network's feedback through the seed floods everything or nothing)."""
+    torch.manual_seed(1)
+    network = ConvStack3DFFNModel(fov_size=17, deltas=4, depth=4, features=16)
+    with torch.no_grad():
+        network.conv0_a.weight[:, 1] = 0
+        network.conv_lom.weight.mul_(-4.0)
+        network.conv_lom.bias.fill_(-3.92)
+    return network
+
+
+def scaling(workdir: Path, quick: bool) -> None:
+    print("\n## scaling: 1 worker x 2 threads against 2 workers x 1 thread (random ConvStack)")
+    n = 96 if quick else 128
+    image_path = workdir / f"synthetic_{n}.zarr"
+    if not image_path.exists():
+        write_array(f"zarr://{image_path}", synthetic_volume((n,) * 3, 40)[0], chunks=(32,) * 3)
+    settings = {**SMALL_FOV, "image_mean": 128, "image_stddev": 33, **REQUEST}
+    settings.update(pad_value=0.5, move_threshold=0.6)
+    model = register(workdir, "random_convstack", random_convstack(), settings)
+    image = f"zarr://{image_path}"
+    blocks = [f"executor.block_size=[{n // 2},{n // 2},{n // 2}]", "executor=daisy"]
+    a = infer(
+        workdir, f"scaling_{n}_w1t2", model, image, *RANDOM_NET, *blocks,
+        "executor.workers=1", "executor.num_threads=2",
+    )  # fmt: skip
+    b = infer(
+        workdir, f"scaling_{n}_w2t1", model, image, *RANDOM_NET, *blocks,
+        "executor.workers=2", "executor.num_threads=1",
+    )  # fmt: skip
+    print(timing("1 x 2", a))
+    print(timing("2 x 1", b))
+    same = np.array_equal(read(workdir, f"scaling_{n}_w1t2"), read(workdir, f"scaling_{n}_w2t1"))
+    print(
+        f"segment phase: {a['seconds_segment']:.1f} s (1 x 2) vs {b['seconds_segment']:.1f} s "
+        f"(2 x 1): efficiency {a['seconds_segment'] / b['seconds_segment']:.2f} "
+        f"(target >= 0.8); outputs identical: {same} (target True)"
+    )
+
+    print("\n## overhead: one canvas (executor=cpu) against daisy with one block, 1 worker")
+    m = n // 2
+    box = f"bbox=0:{m},0:{m},0:{m}"
+    local = infer(workdir, f"overhead_{m}_local", model, image, *RANDOM_NET, box, "executor=cpu")
+    one = infer(
+        workdir, f"overhead_{m}_daisy", model, image, *RANDOM_NET, box, "executor=daisy",
+        f"executor.block_size=[{m},{m},{m}]", "executor.workers=1", "executor.num_threads=2",
+    )  # fmt: skip
+    print(timing("one canvas", local))
+    print(timing("one block", one))
+    same = np.array_equal(*(read(workdir, f"overhead_{m}_{k}") for k in ("local", "daisy")))
+    print(
+        f"daisy / one canvas: command {one['wall_s'] / local['wall_s']:.2f}, MLflow run "
+        f"{one['run_s'] / local['run_s']:.2f}, segmenting {one['seconds_segment']:.1f} s / "
+        f"{local['seconds']:.1f} s = {one['seconds_segment'] / local['seconds']:.2f}; "
+        f"outputs identical: {same}"
+    )
+
+
+# ---- memory -------------------------------------------------------------------------------------
+
+
+def cubes(n: int) -> npt.NDArray[np.uint8]:
+    """A label volume of background with eight 40^3 cubes, some across block faces."""
+    labels = np.zeros((n,) * 3, np.uint8)
+    for i, corner in enumerate(CUBES):
+        for j, shift in enumerate((0, n // 2)):
+            z, y, x = (int(c * n / 2) + shift for c in corner)
+            labels[z : z + 40, y : y + 40, x : x + 40] = 2 * i + j + 1
+    return labels
+
+
+def memory(workdir: Path, workers: int, quick: bool) -> None:
+    print("\n## memory: peak RSS of a worker (oracle network, grid seeds)")
+    small, large = (128, 256) if quick else (256, 512)
+    block, big_block = (32, 64) if quick else (64, 128)
+    settings = {**SMALL_FOV, "image_mean": 0, "image_stddev": 1, **REQUEST}
+    model = register(workdir, "oracle", OracleFFN(17, 4), settings)
+    rows = []
+    for n, b in ((small, big_block), (large, big_block), (small, block)):
+        path = workdir / f"cubes_{n}.zarr"
+        if not path.exists():
+            write_array(f"zarr://{path}", cubes(n), chunks=(64,) * 3)
+        m = infer(
+            workdir, f"memory_{n}_b{b}", model, f"zarr://{path}", *ORACLE, "executor=daisy",
+            f"executor.block_size=[{b},{b},{b}]", f"executor.workers={workers}",
+        )  # fmt: skip
+        rows.append((n, b, m))
+    print(f"{'volume':>8} {'block':>6} {'blocks':>6} {'peak RSS/worker':>16} {'command':>9}")
+    for n, b, m in rows:
+        print(
+            f"{n:>7}^3 {b:>5}^3 {int(m['blocks']):>6} {m['peak_rss_mb_per_worker']:>13.0f} MB "
+            f"{m['wall_s']:>7.1f} s"
+        )
+    rss = [m["peak_rss_mb_per_worker"] for _, _, m in rows]
+    print(
+        f"volume {large}^3 / {small}^3 (block {big_block}^3): {rss[1] / rss[0]:.2f} (target ~1); "
+        f"block {big_block}^3 / {block}^3 ({small}^3 volume): {rss[0] / rss[2]:.2f}"
+    )
+
+
+def header(precision: str) -> None:
+    try:
+        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+        name = next(ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Model name"))
+    except (OSError, StopIteration):
+        name = cpu_model()
+    print(
+        f"CPU: {name}, {os.cpu_count()} cores, AVX512-BF16/AMX: {cpu_has_fast_bf16()}; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads "
+        f"({torch.get_num_interop_threads()} inter-op); precision {precision}; "
+        f"load {load_average()}"
+    )
+    print(library_versions("ffnops", "daisy", "numpy", "scikit-image"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=["quality", "scaling", "memory", "all"], default="all")
+    parser.add_argument("--workdir", type=Path, default=Path("benchmarks_out/blockwise"))
+    parser.add_argument(
+        "--image", default="h5://../shared/data/fib25/training_sample2/grayscale_maps.h5#raw"
+    )
+    parser.add_argument("--reference", default="../shared/models/google_fib25/sample-training2.npz")
+    parser.add_argument("--box", default=None, help="z0:z1,y0:y1,x0:x1 (default: the volume)")
+    parser.add_argument("--block", default="125,125,125")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    parser.add_argument("--quick", action="store_true", help="smaller synthetic volumes")
+    args = parser.parse_args()
+    precision = args.precision
+    if precision == "auto":
+        precision = "bf16" if cpu_has_fast_bf16() else "fp32"
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    workdir = args.workdir.resolve()
+    header(precision)
+    if args.part in ("quality", "all"):
+        quality(args, workdir, precision)
+    if args.part in ("scaling", "all"):
+        scaling(workdir, args.quick)
+    if args.part in ("memory", "all"):
+        memory(workdir, args.workers, args.quick)
+
+
+if __name__ == "__main__":
+    main()
