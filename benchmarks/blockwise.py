@@ -18,12 +18,13 @@ output exists is not run again, so a killed run resumes and a finished one only 
   volume, blocks of half its size: the segment phase (``seconds_segment``) with 1 worker of 2
   threads against 2 workers of 1 thread, efficiency T(1x2) / T(2x1) (target >= 0.8), outputs
   identical (target: yes); and one canvas (``executor=cpu``) against daisy with one block (the
-  whole box, 1 worker): the overhead of the blockwise machinery (command and inference).
+  whole volume, 1 worker): the overhead of the blockwise machinery (command and inference).
 * ``--part memory``: peak RSS of a worker (``peak_rss_mb_per_worker``) with the oracle network
   on a label volume of a few cubes (mostly background, so cheap), for two volume sizes at one
   block size (target: equal; a worker holds blocks, never the volume) and two block sizes.
 
-``--quick`` halves the synthetic sizes (a smoke test of a few minutes on 2 cores).
+``--quick`` makes the synthetic volumes smaller (96^3 for scaling, 128^3 and 256^3 for memory,
+blocks 32^3 and 64^3): a smoke test of about 8 minutes on 2 cores.
 
 Run::
 
@@ -62,19 +63,12 @@ from ffnops.volumes import open_volume, write_array
 REPO = Path(__file__).resolve().parents[1]
 SMALL_FOV = {"fov_size": [17, 17, 17], "deltas": [4, 4, 4]}
 REQUEST = {"pad_value": 0.05, "init_activation": 0.95, "move_threshold": 0.9}
-# The random network: grid seeds, small objects kept (its own settings: pad 0.5, move 0.6).
-RANDOM_NET = [
-    "inference.seed_policy=grid",
-    "+inference.seed_policy_args.step=32",
-    "+inference.seed_policy_args.offsets=[0,16]",
-    "inference.min_segment_size=100",
-]
+GRID = ["inference.seed_policy=grid", "+inference.seed_policy_args.step=32"]
+# The random network keeps small objects; the oracle's seeds are mostly on background and cost
+# one network call each, so it takes one grid pass.
+RANDOM_NET = [*GRID, "+inference.seed_policy_args.offsets=[0,16]", "inference.min_segment_size=100"]
+ORACLE = [*GRID, "+inference.seed_policy_args.offsets=[0]"]
 CUBES = [(0.1, 0.1, 0.1), (0.4, 0.45, 0.2), (0.7, 0.2, 0.6), (0.2, 0.7, 0.48)]  # in a half
-ORACLE = [  # one grid pass: most seeds are on background and cost one network call each
-    "inference.seed_policy=grid",
-    "+inference.seed_policy_args.step=32",
-    "+inference.seed_policy_args.offsets=[0]",
-]
 
 
 def store(workdir: Path) -> str:
@@ -120,18 +114,21 @@ def read(workdir: Path, name: str) -> npt.NDArray[np.int64]:
         return np.asarray(volume.read()).astype(np.int64)
 
 
+def registered(workdir: Path, name: str, alias: str) -> bool:
+    try:
+        MlflowClient(tracking_uri=store(workdir)).get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return False
+    return True
+
+
 def register(workdir: Path, name: str, model: torch.nn.Module, settings: dict) -> str:
     """``model`` as models:/NAME@bench in the work folder's store (once)."""
-    client = MlflowClient(tracking_uri=store(workdir))
-    try:
-        client.get_model_version_by_alias(name, "bench")
-    except MlflowException:
-        experiment = client.get_experiment_by_name("models")
-        experiment_id = (
-            experiment.experiment_id
-            if experiment
-            else client.create_experiment("models", f"{workdir}/artifacts")
-        )
+    if not registered(workdir, name, "bench"):
+        client = MlflowClient(tracking_uri=store(workdir))
+        found = client.get_experiment_by_name("models")
+        experiment_id = found.experiment_id if found else None
+        experiment_id = experiment_id or client.create_experiment("models", f"{workdir}/artifacts")
         run = client.create_run(experiment_id)
         register_model(store(workdir), run.info.run_id, model, name, settings, alias="bench")
         client.set_terminated(run.info.run_id)
@@ -193,10 +190,7 @@ def face_objects(
 
 def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
     print("\n## quality: blockwise against one canvas (Google's FIB-25 checkpoint)")
-    client = MlflowClient(tracking_uri=store(workdir))
-    try:
-        client.get_model_version_by_alias("google_fib25", "baseline")
-    except MlflowException:
+    if not registered(workdir, "google_fib25", "baseline"):
         ffnops(workdir, "import-checkpoint", "google", "model_name=google_fib25", "alias=baseline")
     scheme, _, rest = args.image.partition("://")
     path, _, dataset = rest.partition("#")
@@ -263,14 +257,12 @@ def scaling(workdir: Path, quick: bool) -> None:
     model = register(workdir, "random_convstack", random_convstack(), settings)
     image = f"zarr://{image_path}"
     blocks = [f"executor.block_size=[{n // 2},{n // 2},{n // 2}]", "executor=daisy"]
-    a = infer(
-        workdir, f"scaling_{n}_w1t2", model, image, *RANDOM_NET, *blocks,
-        "executor.workers=1", "executor.num_threads=2",
-    )  # fmt: skip
-    b = infer(
-        workdir, f"scaling_{n}_w2t1", model, image, *RANDOM_NET, *blocks,
-        "executor.workers=2", "executor.num_threads=1",
-    )  # fmt: skip
+    runs = []
+    for workers, threads in ((1, 2), (2, 1)):
+        name = f"scaling_{n}_w{workers}t{threads}"
+        overrides = (f"executor.workers={workers}", f"executor.num_threads={threads}")
+        runs.append(infer(workdir, name, model, image, *RANDOM_NET, *blocks, *overrides))
+    a, b = runs
     print(timing("1 x 2", a))
     print(timing("2 x 1", b))
     same = np.array_equal(read(workdir, f"scaling_{n}_w1t2"), read(workdir, f"scaling_{n}_w2t1"))
@@ -280,17 +272,15 @@ def scaling(workdir: Path, quick: bool) -> None:
         f"(target >= 0.8); outputs identical: {same} (target True)"
     )
 
-    print("\n## overhead: one canvas (executor=cpu) against daisy with one block, 1 worker")
-    m = n // 2
-    box = f"bbox=0:{m},0:{m},0:{m}"
-    local = infer(workdir, f"overhead_{m}_local", model, image, *RANDOM_NET, box, "executor=cpu")
+    print("\n## overhead: one canvas (executor=cpu) against daisy with one block (the volume)")
+    local = infer(workdir, f"overhead_{n}_local", model, image, *RANDOM_NET, "executor=cpu")
     one = infer(
-        workdir, f"overhead_{m}_daisy", model, image, *RANDOM_NET, box, "executor=daisy",
-        f"executor.block_size=[{m},{m},{m}]", "executor.workers=1", "executor.num_threads=2",
+        workdir, f"overhead_{n}_daisy", model, image, *RANDOM_NET, "executor=daisy",
+        f"executor.block_size=[{n},{n},{n}]", "executor.workers=1", "executor.num_threads=2",
     )  # fmt: skip
     print(timing("one canvas", local))
     print(timing("one block", one))
-    same = np.array_equal(*(read(workdir, f"overhead_{m}_{k}") for k in ("local", "daisy")))
+    same = np.array_equal(*(read(workdir, f"overhead_{n}_{k}") for k in ("local", "daisy")))
     print(
         f"daisy / one canvas: command {one['wall_s'] / local['wall_s']:.2f}, MLflow run "
         f"{one['run_s'] / local['run_s']:.2f}, segmenting {one['seconds_segment']:.1f} s / "
@@ -328,11 +318,12 @@ def memory(workdir: Path, workers: int, quick: bool) -> None:
             f"executor.block_size=[{b},{b},{b}]", f"executor.workers={workers}",
         )  # fmt: skip
         rows.append((n, b, m))
-    print(f"{'volume':>8} {'block':>6} {'blocks':>6} {'peak RSS/worker':>16} {'command':>9}")
+    print(f"{'volume':>8} {'block':>6} {'blocks':>6} {'peak RSS/worker':>16} {'canvas':>7}")
     for n, b, m in rows:
-        print(
+        read = min(b + 2 * (8 + 8), n)  # the largest read box: FOV radius 8, overlap 8
+        print(  # canvas: a block's image, seed (float32) and segmentation (int32) arrays
             f"{n:>7}^3 {b:>5}^3 {int(m['blocks']):>6} {m['peak_rss_mb_per_worker']:>13.0f} MB "
-            f"{m['wall_s']:>7.1f} s"
+            f"{12 * read**3 / 2**20:>4.0f} MB  (command {m['wall_s']:.1f} s)"
         )
     rss = [m["peak_rss_mb_per_worker"] for _, _, m in rows]
     print(
@@ -343,10 +334,11 @@ def memory(workdir: Path, workers: int, quick: bool) -> None:
 
 def header(precision: str) -> None:
     try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-        name = next(ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Model name"))
-    except (OSError, StopIteration):
-        name = cpu_model()
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+    except OSError:
+        lscpu = []
+    names = [ln.split(":", 1)[1].strip() for ln in lscpu if ln.startswith("Model name")]
+    name = names[0] if names else cpu_model()
     print(
         f"CPU: {name}, {os.cpu_count()} cores, AVX512-BF16/AMX: {cpu_has_fast_bf16()}; "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads "

@@ -1,4 +1,4 @@
-"""``ffnops plugins``: what is installed, from which distribution, with which hooks, schemes and executors."""
+"""``ffnops plugins``: what is installed, from where, with which hooks, schemes and executors."""
 
 from __future__ import annotations
 
