@@ -333,6 +333,8 @@ def test_a_workers_memory_does_not_grow_with_the_volume(tmp_path: Path) -> None:
         (["output=h5://{path}/seg.h5#seg"], "this format takes one writer"),
         (["output=zarr://{path}/labels.zarr"], "already exists; pass overwrite=true"),
         (["executor.name=slurm"], "no installed plugin offers it; executors: "),
+        (["executor.block_timeout_s=0"], "executor.block_timeout_s must be positive"),
+        (["executor.max_retries=-1"], "executor.max_retries must be >= 0"),
     ],
 )
 def test_bad_blockwise_input_fails_before_any_work(
@@ -357,3 +359,41 @@ def test_bad_blockwise_input_fails_before_any_work(
 def test_local_batching_needs_blocks(world: dict[str, object]) -> None:
     proc = ffnops(*infer_args(world, "nope.zarr", "executor.batch_size=4"), cwd=world["path"])  # type: ignore[arg-type]
     assert proc.returncode == 2 and "set executor.block_size" in proc.stderr
+
+
+def test_workers_started_through_a_spawn_command_give_the_same_result(
+    world: dict[str, object], stitched: np.ndarray
+) -> None:
+    """``executor.worker_command`` as a cluster's ``srun``: here a wrapper that logs and execs."""
+    path = Path(str(world["path"]))
+    log = path / "spawned.log"
+    wrapper = path / "spawn.sh"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexec "$@"\n')
+    wrapper.chmod(0o755)
+    extra = (
+        "executor=daisy",
+        f"executor.block_size={BLOCK}",
+        "executor.workers=2",
+        f"executor.worker_command=[{wrapper}]",
+    )
+    proc = ffnops(*infer_args(world, "spawned.zarr", *extra), cwd=path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    np.testing.assert_array_equal(read(world, "spawned.zarr"), stitched)
+    lines = log.read_text().splitlines()
+    assert len(lines) >= 3 and all("-m ffnops_plugins.daisy_executor" in x for x in lines)
+
+
+def test_the_stitching_thresholds_decide_what_is_joined(
+    world: dict[str, object], stitched: np.ndarray
+) -> None:
+    extra = (
+        "executor=daisy",
+        f"executor.block_size={BLOCK}",
+        "executor.workers=2",
+        "executor.stitch_min_voxels=1000000000",
+    )  # no pair of fragments shares that many
+    proc = ffnops(*infer_args(world, "unstitched.zarr", *extra), cwd=world["path"])  # type: ignore[arg-type]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    unstitched = read(world, "unstitched.zarr")
+    assert len(np.unique(unstitched)) > 2 * len(np.unique(stitched))  # one id per fragment
+    assert ((unstitched > 0) == (stitched > 0)).all()  # the same voxels, only ids differ
