@@ -59,11 +59,15 @@ def grid_seeds(
     margin: Sequence[int],
     step: int = 16,
     offsets: Sequence[int] = (0, 8, 4, 12, 2, 10, 14),
+    origin: Sequence[int] = (0, 0, 0),
 ) -> list[Vec3]:
-    """PolicyGrid3d: a grid of ``step`` visited once per offset, finest cells last."""
+    """PolicyGrid3d: a grid of ``step`` visited once per offset, finest cells last.
+
+    ``origin`` is where this array starts in a larger one whose grid is meant (a block of a
+    blockwise job): the points are that grid's, so blocks agree on where seeds are."""
     points = []
     for offset in offsets:
-        axes = [np.arange(offset, n, step) for n in shape]
+        axes = [np.arange((offset - o) % step, n, step) for n, o in zip(shape, origin, strict=True)]
         grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
         points.append(grid)
     return _inside(np.concatenate(points), shape, margin)

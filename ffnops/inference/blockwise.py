@@ -130,7 +130,11 @@ def segment_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
         box_image = read_image(request, block.read)
         canvas = make_canvas(request, box_image, keep_probabilities=False)
         seeds = place_seeds(
-            request, canvas, box_image, within=block.write.shifted(block.read.start)
+            request,
+            canvas,
+            box_image,
+            within=block.write.shifted(block.read.start),
+            origin=block.read.shifted(request.box.start).start,
         )
         canvases.append((block, canvas))
         steps.append(canvas.segment_all(seeds))

@@ -74,15 +74,22 @@ def make_canvas(request: BoxRequest, box_image: BoxImage, keep_probabilities: bo
 
 
 def place_seeds(
-    request: BoxRequest, canvas: Canvas, box_image: BoxImage, within: BBox | None = None
+    request: BoxRequest,
+    canvas: Canvas,
+    box_image: BoxImage,
+    within: BBox | None = None,
+    origin: Vec3 = (0, 0, 0),
 ) -> list[Vec3]:
     """The seed policy's positions in canvas voxels, in the policy's order; with ``within``
-    (canvas voxels) only those inside it."""
+    (canvas voxels) only those inside it. ``origin``: where the canvas starts in the request's
+    box (a block's), so a grid is the box's grid."""
     options = request.options
     if options.seed_policy == "peaks":
         seeds = peak_seeds(canvas.image, canvas.fov_radius, canvas.mask, box_image.voxel_size)
     elif options.seed_policy == "grid":
-        seeds = grid_seeds(canvas.image.shape, canvas.fov_radius, **options.seed_policy_args)
+        seeds = grid_seeds(
+            canvas.image.shape, canvas.fov_radius, origin=origin, **options.seed_policy_args
+        )
     else:
         raise FfnopsError(
             f"inference.seed_policy must be peaks or grid, got {options.seed_policy!r}"
