@@ -68,7 +68,7 @@ def executor_names() -> list[str]:
     names: list[str] = []
     for answer in reversed(get_plugins().hook.ffnops_executor_names()):
         names.extend(answer)
-    return names
+    return sorted(names)
 
 
 def make_executor(config: ExecutorConfig) -> Executor:

@@ -139,7 +139,7 @@ def test_a_users_executor_plugin_is_found_by_name_and_runs_blockwise_jobs(tmp_pa
     _, labels = synthetic_volume((48, 48, 48), objects=6, seed=2)
     write_array(f"zarr://{tmp_path}/labels.zarr", labels)
     plugins = get_plugins()
-    with pytest.raises(FfnopsError, match="executors: local, daisy"):
+    with pytest.raises(FfnopsError, match="executors: daisy, local"):
         make_executor(ExecutorConfig(name="reversed"))
     plugins.manager.register(ReversedPlugin(), name="reversed-test")
     try:
