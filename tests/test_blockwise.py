@@ -34,10 +34,9 @@ def ffnops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """The oracle as models:/oracle@truth and synthetic labels (cells that cross block faces)."""
-    path = tmp_path_factory.mktemp("blockwise")
+def register_oracle(path: Path) -> str:
+    """A sqlite store in ``path`` holding the oracle (FOV 17, deltas 4) as
+    models:/oracle@truth; returns its URI."""
     uri = f"sqlite:///{path}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
     run = client.create_run(client.create_experiment("models", f"{path}/artifacts"))
@@ -48,6 +47,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "image_stddev": 1.0,
     }
     register_model(uri, run.info.run_id, OracleFFN(17, 4), "oracle", settings, alias="truth")
+    return uri
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The oracle as models:/oracle@truth and synthetic labels (cells that cross block faces)."""
+    path = tmp_path_factory.mktemp("blockwise")
+    uri = register_oracle(path)
     _, labels = synthetic_volume(SHAPE, objects=12, seed=3)
     write_array(f"zarr://{path}/labels.zarr", labels, chunks=(32, 32, 32))
     return {"path": path, "uri": uri, "labels": labels}
@@ -285,16 +292,8 @@ def test_a_killed_worker_is_replaced_and_the_result_is_identical(
 def test_a_workers_memory_does_not_grow_with_the_volume(tmp_path: Path) -> None:
     """Same 64^3 blocks over a 128^3 and a 256^3 volume: a worker that read the whole volume
     would hold 256^3 float32 (64 MiB) more for the image alone, plus the canvas's arrays."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = register_oracle(tmp_path)
     client = MlflowClient(tracking_uri=uri)
-    run = client.create_run(client.create_experiment("models", f"{tmp_path}/artifacts"))
-    settings = {
-        "fov_size": [17, 17, 17],
-        "deltas": [4, 4, 4],
-        "image_mean": 0.0,
-        "image_stddev": 1.0,
-    }
-    register_model(uri, run.info.run_id, OracleFFN(17, 4), "oracle", settings, alias="truth")
     peaks = {}
     for size in (128, 256):
         labels = np.zeros((size,) * 3, np.uint32)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -274,23 +275,36 @@ def infer_one_canvas(
             def write_copy(folder: Path) -> None:
                 write_view_data(folder, raw, labels, result.voxel_size, result.offset)
 
-            link = publish_view(
-                write_copy,
-                run_id,
-                result.voxel_size,
-                result.offset,
-                labels.shape,
-                cfg.viewer.host,
-                cfg.viewer.port,
-                cfg.viewer.client_url,
-                cfg.viewer.layout,
-            )
-            print(f"neuroglancer (while `ffnops view {run_id}` runs): {link}")
+            publish(cfg, run_id, write_copy, result.voxel_size, result.offset, labels.shape)
     print(
         f"wrote {written}: {int(metrics['objects'])} objects, {int(metrics['network_calls'])} "
         f"FOV steps in {metrics['seconds']:.1f} s ({metrics['ms_per_step']:.1f} ms/step)"
     )
     print_scores(metrics)
+
+
+def publish(
+    cfg: DictConfig,
+    run_id: str,
+    write_copy: Callable[[Path], None],
+    voxel_size: Sequence[float],
+    offset: Sequence[int],
+    shape: Sequence[int],
+) -> None:
+    """The run's neuroglancer copy and link (``viewer`` group), and the link printed."""
+    viewer = cfg.viewer
+    link = publish_view(
+        write_copy,
+        run_id,
+        voxel_size,
+        offset,
+        shape,
+        viewer.host,
+        viewer.port,
+        viewer.client_url,
+        viewer.layout,
+    )
+    print(f"neuroglancer (while `ffnops view {run_id}` runs): {link}")
 
 
 def picture_title(cfg: DictConfig, registered: RegisteredModel, request: BoxRequest) -> str:
@@ -396,24 +410,14 @@ def infer_blockwise(
             figure = planes_figure(planes, picture_title(cfg, registered, request))
             log_results(metrics, figure, run_id, cfg.tracking.inference_experiment)
             if cfg.viewer.publish:
-                link = publish_view(
-                    partial(
-                        copy_view_data,
-                        image=image,
-                        image_box=request.box,
-                        labels=labels,
-                        block_size=layout.block_size,
-                    ),
-                    run_id,
-                    labels.voxel_size,
-                    labels.offset,
-                    labels.shape,
-                    cfg.viewer.host,
-                    cfg.viewer.port,
-                    cfg.viewer.client_url,
-                    cfg.viewer.layout,
+                copy = partial(
+                    copy_view_data,
+                    image=image,
+                    image_box=request.box,
+                    labels=labels,
+                    block_size=layout.block_size,
                 )
-                print(f"neuroglancer (while `ffnops view {run_id}` runs): {link}")
+                publish(cfg, run_id, copy, labels.voxel_size, labels.offset, labels.shape)
     clear_work(job)
     print(
         f"wrote {cfg.output}: {summary.objects} objects from {summary.fragments} block fragments "
