@@ -382,17 +382,31 @@ def test_workers_started_through_a_spawn_command_give_the_same_result(
     assert len(lines) >= 3 and all("-m ffnops_plugins.daisy_executor" in x for x in lines)
 
 
-def test_the_stitching_thresholds_decide_what_is_joined(
+def test_the_stitching_thresholds_decide_what_is_joined_and_kept_blocks_restitch(
     world: dict[str, object], stitched: np.ndarray
 ) -> None:
-    extra = (
-        "executor=daisy",
-        f"executor.block_size={BLOCK}",
-        "executor.workers=2",
-        "executor.stitch_min_voxels=1000000000",
-    )  # no pair of fragments shares that many
-    proc = ffnops(*infer_args(world, "unstitched.zarr", *extra), cwd=world["path"])  # type: ignore[arg-type]
+    """No pair of fragments shares 10^9 voxels: one id per fragment. With the blocks kept, the
+    same command with the default rule only restitches (no block is segmented again)."""
+    path = Path(str(world["path"]))
+    extra = ("executor=cpu", f"executor.block_size={BLOCK}", "executor.keep_blocks=true")
+    never = "executor.stitch_min_voxels=1000000000"
+    proc = ffnops(*infer_args(world, "unstitched.zarr", *extra, never), cwd=path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     unstitched = read(world, "unstitched.zarr")
     assert len(np.unique(unstitched)) > 2 * len(np.unique(stitched))  # one id per fragment
     assert ((unstitched > 0) == (stitched > 0)).all()  # the same voxels, only ids differ
+    (blocks,) = path.glob("outputs/blockwise/*/blocks")
+    assert sorted(p.name for p in blocks.parent.iterdir()) == ["blocks"]  # only the blocks kept
+    before = {p: p.stat().st_mtime_ns for p in blocks.iterdir()}
+    assert len(before) == 27
+
+    proc = ffnops(*infer_args(world, "unstitched.zarr", *extra, "overwrite=true"), cwd=path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "finished blocks are skipped" in proc.stdout
+    assert {p: p.stat().st_mtime_ns for p in blocks.iterdir()} == before  # none segmented again
+    np.testing.assert_array_equal(read(world, "unstitched.zarr"), stitched)
+
+
+def test_keeping_blocks_needs_blocks(world: dict[str, object]) -> None:
+    proc = ffnops(*infer_args(world, "nope.zarr", "executor.keep_blocks=true"), cwd=world["path"])  # type: ignore[arg-type]
+    assert proc.returncode == 2 and "executor.keep_blocks=true" in proc.stderr

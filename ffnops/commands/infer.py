@@ -212,6 +212,12 @@ def run(cfg: DictConfig) -> None:
                 "and executor=local without executor.block_size runs one: set "
                 "executor.block_size to cut the box into blocks, or executor.batch_size=1"
             )
+        if config.keep_blocks:
+            raise FfnopsError(
+                "executor.keep_blocks=true keeps a blockwise job's segmented blocks, and "
+                "executor=local without executor.block_size runs one canvas: set "
+                "executor.block_size, or executor.keep_blocks=false"
+            )
         infer_one_canvas(cfg, registered, request, scored)
 
 
@@ -330,7 +336,7 @@ def infer_blockwise(
         request.box, config.block_size, request.settings.fov_size, config.overlap
     )
     stitch = StitchRule(config.stitch_min_voxels, config.stitch_min_fraction)
-    digest = job_key(cfg, request, registered, layout, stitch, request.device.precision)
+    digest = job_key(cfg, request, registered, layout, request.device.precision)
     job = BlockwiseJob(
         request,
         layout,
@@ -418,7 +424,9 @@ def infer_blockwise(
                     block_size=layout.block_size,
                 )
                 publish(cfg, run_id, copy, labels.voxel_size, labels.offset, labels.shape)
-    clear_work(job)
+    clear_work(job, config.keep_blocks)
+    if config.keep_blocks:
+        print(f"kept the segmented blocks in {job.workdir / 'blocks'} (executor.keep_blocks)")
     print(
         f"wrote {cfg.output}: {summary.objects} objects from {summary.fragments} block fragments "
         f"in {len(layout)} blocks {list(layout.grid)}, {int(metrics['network_calls'])} FOV steps "

@@ -195,11 +195,21 @@ def match_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
             pairs.append(
                 links(count_overlaps(a, b), job.stitch.min_voxels, job.stitch.min_fraction)
             )
-        _save_npz(job.links_file(block), pairs=np.concatenate(pairs))
+        _save_npz(job.links_file(block), pairs=np.concatenate(pairs), rule=_rule(job.stitch))
+
+
+def _rule(stitch: StitchRule) -> npt.NDArray[np.str_]:
+    return np.asarray(json.dumps(vars(stitch), sort_keys=True))
 
 
 def matched(job: BlockwiseJob, block: Block) -> bool:
-    return job.links_file(block).exists()
+    """A block's links are done when its file exists and was made by this job's rule (a job
+    resumed with other stitch settings matches again, on the same segmented blocks)."""
+    path = job.links_file(block)
+    if not path.exists():
+        return False
+    with np.load(path, allow_pickle=False) as data:
+        return "rule" in data and str(data["rule"]) == str(_rule(job.stitch))
 
 
 # ---- global ids ---------------------------------------------------------------------------------
@@ -324,6 +334,12 @@ def run_blockwise(
     return BlockwiseSummary(objects, fragments, linked, counters, seconds, block_seconds, peak)
 
 
-def clear_work(job: BlockwiseJob) -> None:
-    """Removes the job's folder once its output is published."""
-    remove_path(job.workdir)
+def clear_work(job: BlockwiseJob, keep_blocks: bool = False) -> None:
+    """Removes the job's folder once its output is published; with ``keep_blocks`` its
+    segmented blocks stay, so the same command with other stitch settings only stitches."""
+    if not keep_blocks:
+        remove_path(job.workdir)
+        return
+    for path in job.workdir.iterdir():
+        if path.name != "blocks":
+            remove_path(path)
