@@ -334,6 +334,8 @@ def test_a_workers_memory_does_not_grow_with_the_volume(tmp_path: Path) -> None:
         (["executor.name=slurm"], "no installed plugin offers it; executors: "),
         (["executor.block_timeout_s=0"], "executor.block_timeout_s must be positive"),
         (["executor.max_retries=-1"], "executor.max_retries must be >= 0"),
+        (["executor.stitch_fraction_of=larger"], "must be one of smaller, each, got 'larger'"),
+        (["executor.stitch_min_fraction=1.5"], "executor.stitch_min_fraction must be in [0, 1)"),
     ],
 )
 def test_bad_blockwise_input_fails_before_any_work(

@@ -76,6 +76,9 @@ def test_the_stitching_rule_links_fragments_that_lie_mostly_in_one_another() -> 
     # 8 has 300 voxels here: 200 in A's 2 is more than half of it, 100 in A's 1 is not.
     assert linked == {(1, 7), (2, 8), (2, 9)}
     assert len(links(overlaps, 101, 0.5)) == 2  # 9's 100 shared voxels are below 101
+    # "each": more than half of both. A's 2 (500 voxels here) is not mostly 8 (200) or 9 (100).
+    each = {(int(x) & 0xFFFF, int(y) & 0xFFFF) for x, y in links(overlaps, 100, 0.5, "each")}
+    assert each == {(1, 7)}
     fragments = np.unique(np.concatenate([ka.ravel(), kb.ravel()]))
     fragments = fragments[fragments > 0]
     ids = global_ids(fragments, [links(overlaps, 100, 0.5)])

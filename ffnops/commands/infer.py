@@ -335,7 +335,9 @@ def infer_blockwise(
     layout = BlockLayout.plan(
         request.box, config.block_size, request.settings.fov_size, config.overlap
     )
-    stitch = StitchRule(config.stitch_min_voxels, config.stitch_min_fraction)
+    stitch = StitchRule(
+        config.stitch_min_voxels, config.stitch_min_fraction, config.stitch_fraction_of
+    )
     digest = job_key(cfg, request, registered, layout, request.device.precision)
     job = BlockwiseJob(
         request,

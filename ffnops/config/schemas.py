@@ -120,6 +120,7 @@ class ExecutorConfig:
     scheduler_host: str = "127.0.0.1"  # where workers reach the scheduler (a cluster: this node)
     stitch_min_voxels: int = 100
     stitch_min_fraction: float = 0.5
+    stitch_fraction_of: str = "smaller"  # of the smaller fragment's voxels, or "each" one's
     keep_blocks: bool = False  # keep segmented blocks after publishing: restitch without segmenting
 
 

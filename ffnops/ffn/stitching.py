@@ -4,7 +4,9 @@ Each block's canvas labels its read box with its own ids (*fragments*, keyed
 ``block << 32 | local id``). Where the read boxes of two blocks overlap, both label the same
 voxels; a fragment of one is linked to a fragment of the other when they share at least
 ``min_voxels`` voxels there and those are more than ``min_fraction`` of the smaller one's voxels
-in that overlap. Linked fragments are one object (union-find: connected components of the link
+in that overlap (``fraction_of="smaller"``), or of each of the two (``"each"``: both blocks
+see mostly the same piece, so a fragment one block split off is never joined into another
+block's larger one). Linked fragments are one object (union-find: connected components of the link
 graph, as Google's FFN paper merged its overlapping subvolumes); objects are numbered from 1 in
 the order of their first fragment, so the same blocks always give the same ids.
 """
@@ -63,10 +65,19 @@ def count_overlaps(labels_a: npt.NDArray[np.uint64], labels_b: npt.NDArray[np.ui
     )
 
 
-def links(overlaps: Overlaps, min_voxels: int, min_fraction: float) -> npt.NDArray[np.uint64]:
-    """The linked pairs (n, 2) under the rule of this module's docstring."""
-    smaller = np.minimum(overlaps.size_a, overlaps.size_b)
-    keep = (overlaps.shared >= min_voxels) & (overlaps.shared > min_fraction * smaller)
+FRACTION_OF = ("smaller", "each")
+
+
+def links(
+    overlaps: Overlaps, min_voxels: int, min_fraction: float, fraction_of: str = "smaller"
+) -> npt.NDArray[np.uint64]:
+    """The linked pairs (n, 2) under the rule of this module's docstring; ``fraction_of="each"``
+    asks the shared voxels to be more than ``min_fraction`` of *both* fragments there."""
+    if fraction_of not in FRACTION_OF:
+        raise ValueError(f"fraction_of must be one of {FRACTION_OF}, got {fraction_of!r}")
+    pick = np.minimum if fraction_of == "smaller" else np.maximum
+    size = pick(overlaps.size_a, overlaps.size_b)
+    keep = (overlaps.shared >= min_voxels) & (overlaps.shared > min_fraction * size)
     return np.stack([overlaps.a[keep], overlaps.b[keep]], axis=1)
 
 

@@ -24,7 +24,7 @@ import os
 import resource
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from ffnops.errors import FfnopsError
 from ffnops.executor import BlockTask, Executor, TaskProgress
 from ffnops.ffn.canvas import ORIGIN_DTYPE, Canvas, Counters, run_canvases
 from ffnops.ffn.predictor import TorchPredictor
-from ffnops.ffn.stitching import count_overlaps, fragment_keys, global_ids, links
+from ffnops.ffn.stitching import FRACTION_OF, count_overlaps, fragment_keys, global_ids, links
 from ffnops.inference.request import BoxRequest
 from ffnops.inference.runner import make_canvas, make_predictor, place_seeds, read_image
 from ffnops.volume import BBox
@@ -53,6 +53,22 @@ class StitchRule:
 
     min_voxels: int = 100
     min_fraction: float = 0.5
+    fraction_of: str = "smaller"  # "smaller" | "each" (ffnops.ffn.stitching.links)
+
+    def __post_init__(self) -> None:
+        if self.min_voxels < 1:
+            raise FfnopsError(
+                f"executor.stitch_min_voxels must be at least 1, got {self.min_voxels}"
+            )
+        if not 0.0 <= self.min_fraction < 1.0:
+            raise FfnopsError(
+                f"executor.stitch_min_fraction must be in [0, 1), got {self.min_fraction}"
+            )
+        if self.fraction_of not in FRACTION_OF:
+            raise FfnopsError(
+                f"executor.stitch_fraction_of must be one of {', '.join(FRACTION_OF)}, "
+                f"got {self.fraction_of!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -192,9 +208,7 @@ def match_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
             assert shared is not None
             a = fragment_keys(block.index, mine[shared.shifted(block.read.start).slices])
             b = fragment_keys(other.index, theirs[shared.shifted(other.read.start).slices])
-            pairs.append(
-                links(count_overlaps(a, b), job.stitch.min_voxels, job.stitch.min_fraction)
-            )
+            pairs.append(links(count_overlaps(a, b), *astuple(job.stitch)))
         _save_npz(job.links_file(block), pairs=np.concatenate(pairs), rule=_rule(job.stitch))
 
 
