@@ -115,6 +115,7 @@ class Recipe:
                 f"model=models:/{self.cfg.tracking.model_name}@fib25",
                 f"image={data.image}",
                 f"groundtruth={data.labels}",
+                f"evaluation.voxel_size=[{','.join(str(v) for v in data.voxel_size)}]",
                 f"bbox={data.eval_box}",
                 *group_args(self.cfg, "executor", "cpu"),
                 *self.cfg.infer,

@@ -31,14 +31,16 @@ from ffnops_pipelines.steps import FFNOPS, training_precision
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from ffnops.evaluation.report import evaluate
+from ffnops.evaluation.skeletons import skeletonize
 from ffnops.ffn.cpu import cpu_model
-from ffnops.ffn.metrics import SegmentationScores, score_segmentation
 from ffnops.ffn.oracle import OracleFFN
 from ffnops.tracking.mlflow_tracking import register_model
 from ffnops.volume import BBox
 from ffnops.volumes import open_volume
 
 ROOT = Path(__file__).resolve().parents[1]
+FIB25_NM = (8.0, 8.0, 8.0)
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fib25" / "training_sample2"
 
 
@@ -71,19 +73,10 @@ def registered(client: MlflowClient, name: str, alias: str) -> bool:
     return True
 
 
-def inference_run(client: MlflowClient, run_name: str) -> tuple[SegmentationScores, int, float]:
-    """The scores an ``ffnops infer`` run logged, its network calls and its seconds."""
+def inference_run(client: MlflowClient, run_name: str) -> tuple[dict[str, float], int, float]:
+    """The scores an ``ffnops infer`` run logged (``eval/*``), its network calls and seconds."""
     metrics = finished(client, "inference", run_name).data.metrics
-    m = {k[5:]: v for k, v in metrics.items() if k.startswith("eval/")}
-    scores = SegmentationScores(
-        voi_split=m["voi_split"],
-        voi_merge=m["voi_merge"],
-        adapted_rand_error=m["adapted_rand_error"],
-        false_merges=int(m["false_merges"]),
-        false_splits=int(m["false_splits"]),
-        objects=int(m["objects"]),
-        groundtruth_objects=int(m["groundtruth_objects"]),
-    )
+    scores = {k[5:]: v for k, v in metrics.items() if k.startswith("eval/")}
     return scores, int(metrics["network_calls"]), float(metrics["seconds"])
 
 
@@ -108,24 +101,31 @@ def main() -> None:
     labels = f"h5://{args.data / 'groundtruth.h5'}#stack"
     box = BBox.parse(args.eval_box)
     client = MlflowClient(tracking_uri=store)
-    rows: list[tuple[str, SegmentationScores, str]] = []
+    rows: list[tuple[str, dict[str, float], str]] = []
 
     with open_volume(labels) as volume:
         truth = np.asarray(volume.read(box))
+        offset = volume.offset
+    # ERL over kimimaro's skeletons of the box's labels, as `ffnops infer groundtruth=` makes
+    # them; FIB-25's HDF5 files store no voxel size (they say 1): its voxels are 8 nm.
+    origin = [o + s for o, s in zip(offset, box.start, strict=True)]
+    skeletons = skeletonize(truth, FIB25_NM, origin)
     with open_volume(f"h5://{args.data / 'oversegmentation.h5'}#stack") as volume:
-        rows.append(
-            (
-                "NeuroProof over-segmentation",
-                score_segmentation(np.asarray(volume.read(box)), truth),
-                "none (classical watershed + agglomeration)",
-            )
+        neuroproof = evaluate(np.asarray(volume.read(box)), truth, FIB25_NM, origin, 100, skeletons)
+    rows.append(
+        (
+            "NeuroProof over-segmentation",
+            neuroproof.metrics(),
+            "none (classical watershed + agglomeration)",
         )
+    )
 
-    def infer(name: str, model: str, source: str, *extra: str) -> tuple[SegmentationScores, str]:
+    def infer(name: str, model: str, source: str, *extra: str) -> tuple[dict[str, float], str]:
         if finished(client, "inference", name) is None:  # else: measured by an earlier call
             ffnops(
                 "infer", f"model={model}", f"image={source}", f"bbox={args.eval_box}",
                 f"groundtruth={labels}", f"output=precomputed://{work}/{name}", "overwrite=true",
+                "evaluation.voxel_size=[8,8,8]",
                 f"tracking.run_name={name}", "viewer.publish=false", *extra, *track, cwd=work,
             )  # fmt: skip
         scores, calls, seconds = inference_run(client, name)
@@ -185,8 +185,9 @@ def main() -> None:
 
 
 def write_report(
-    args: argparse.Namespace, rows: list[tuple[str, SegmentationScores, str]], box: BBox
+    args: argparse.Namespace, rows: list[tuple[str, dict[str, float], str]], box: BBox
 ) -> None:
+    own_erl = rows[0][1]["groundtruth_erl_nm"]
     lines = [
         "# Segmentation quality on FIB-25",
         "",
@@ -197,21 +198,25 @@ def write_report(
         f"[{args.train_box}]; evaluation box [{box}] ({int(np.prod(box.size)):,} voxels), never "
         "seen in training. Scores against the neuron labels, ignoring label 0: adapted Rand error "
         "(ARAND, lower is better), variation of information split and merge (bits, lower is "
-        "better), and object counts (segments / ground-truth objects in the box). FFN settings: "
+        "better), expected run length over kimimaro skeletons of the box's labels (ERL, µm, "
+        "higher is better; the labels' own ERL in the header, docs/evaluation.md), and object "
+        "counts (segments / ground-truth objects in the box). FFN settings: "
         "Google's `training_sample2` request (move threshold 0.9, segment threshold 0.6, "
         "min segment size 1000, peaks seeds; the oracle uses grid seeds), fp32.",
         "",
-        "| method | ARAND | VOI split | VOI merge | objects | budget |",
-        "|---|---|---|---|---|---|",
+        f"| method | ARAND | VOI split | VOI merge | ERL (of {own_erl / 1000:.2f} µm) | objects "
+        "| budget |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, s, budget in rows:
         lines.append(
-            f"| {name} | {s.adapted_rand_error:.3f} | {s.voi_split:.3f} | {s.voi_merge:.3f} | "
-            f"{s.objects} / {s.groundtruth_objects} | {budget} |"
+            f"| {name} | {s['adapted_rand_error']:.3f} | {s['voi_split']:.3f} | "
+            f"{s['voi_merge']:.3f} | {s['erl_nm'] / 1000:.2f} | "
+            f"{int(s['objects'])} / {int(s['groundtruth_objects'])} | {budget} |"
         )
     scores = {name: s for name, s, _ in rows}
-    google = scores["Google's released checkpoint (via ffnops)"].adapted_rand_error
-    tuned = scores["Google's, fine-tuned on z < 110 (ffnops)"].adapted_rand_error
+    google = scores["Google's released checkpoint (via ffnops)"]["adapted_rand_error"]
+    tuned = scores["Google's, fine-tuned on z < 110 (ffnops)"]["adapted_rand_error"]
     verdict = "improved" if tuned < google else "did not improve"
     lines += [
         "",

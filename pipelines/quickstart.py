@@ -297,13 +297,21 @@ class Quickstart:
         print(f"\nquickstart done in {minutes:.1f} min; eval box [{self.settings.eval_box}]:\n")
         names = [f"models:/{self.name}/{r.version} ({r.label})" for r in results]
         width = max(len(n) for n in names)
-        print(f"{'model':<{width}} {'ARAND':>7} {'VOI split':>9} {'VOI merge':>9} {'objects':>7}")
+        print(
+            f"{'model':<{width}} {'ARAND':>7} {'VOI split':>9} {'VOI merge':>9} "
+            f"{'ERL (um)':>8} {'of (um)':>7} {'objects':>7}"
+        )
         for name, r in zip(names, results, strict=True):
             m = r.metrics
             print(
                 f"{name:<{width}} {m['adapted_rand_error']:7.4f} {m['voi_split']:9.4f} "
-                f"{m['voi_merge']:9.4f} {int(m['objects']):7d}"
+                f"{m['voi_merge']:9.4f} {m.get('erl_nm', 0.0) / 1000:8.2f} "
+                f"{m.get('groundtruth_erl_nm', 0.0) / 1000:7.2f} {int(m['objects']):7d}"
             )
+        print(
+            "(ERL: expected run length over the labels' skeletons, and the labels' own; "
+            "docs/evaluation.md)"
+        )
         print(f"\nchampion: models:/{self.name}@champion -> version {best.version} ({best.label})")
         print("\nLook at:")
         print(f"  mlflow ui --backend-store-uri {self.tracking_uri}")

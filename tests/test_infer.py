@@ -94,18 +94,22 @@ def test_infer_segments_writes_evaluates_and_logs(store: tuple[Path, str]) -> No
     # the run was open while the work ran, so the UI shows its real duration
     assert run.info.end_time - run.info.start_time >= 1000 * run.data.metrics["seconds"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert artifacts == {"segmentation_overlay.png", "neuroglancer", "neuroglancer_state.json"}
+    assert artifacts == {
+        "segmentation_overlay.png", "neuroglancer", "neuroglancer_state.json", "evaluation",
+    }  # fmt: skip
     views = {a.path for a in client.list_artifacts(run.info.run_id, "neuroglancer")}
-    assert views == {"neuroglancer/image", "neuroglancer/segmentation"}
+    assert views == {"neuroglancer/image", "neuroglancer/segmentation", "neuroglancer/groundtruth"}
+    assert 0 < run.data.metrics["eval/erl_nm"] <= run.data.metrics["eval/groundtruth_erl_nm"]
     state = neuroglancer.parse_url(run.data.tags["neuroglancer_url"])
     assert state.layers["segmentation"].source[0].url == (
         f"precomputed://http://127.0.0.1:8765/data/{run.info.run_id}/segmentation"
     )
     assert list(state.position) == [32.0, 32.0, 32.0]  # the box's centre
+    assert state.layers["groundtruth"].source[0].url.endswith("/groundtruth")
     # evaluate agrees with the numbers infer logged
     proc = ffnops("evaluate", f"seg=zarr://{path}/seg.zarr", f"gt={LABELS}", cwd=path)
     assert proc.returncode == 0, proc.stderr
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("adapted_rand_error"))
+    line = next(x for x in proc.stdout.splitlines() if x.split()[:1] == ["adapted_rand_error"])
     assert float(line.split()[1]) == pytest.approx(
         run.data.metrics["eval/adapted_rand_error"], abs=1e-4
     )
@@ -218,8 +222,10 @@ def test_corrupt_checkpoint_is_reported(tmp_path: Path) -> None:
 def test_groundtruth_outside_the_box_fails_before_inference(store: tuple[Path, str]) -> None:
     path, uri = store
     with open_volume(LABELS) as gt:
-        far = gt.read()[:32]
-    write_array(f"zarr://{path}/far_gt.zarr", far, offset=(200, 0, 0), overwrite=True)
+        far, voxel_size = gt.read()[:32], gt.voxel_size
+    write_array(
+        f"zarr://{path}/far_gt.zarr", far, voxel_size=voxel_size, offset=(200, 0, 0), overwrite=True
+    )
     proc = ffnops(
         *infer_args(
             uri, f"output=zarr://{path}/never.zarr", f"groundtruth=zarr://{path}/far_gt.zarr"
@@ -235,13 +241,17 @@ def test_groundtruth_outside_the_box_fails_before_inference(store: tuple[Path, s
 
 def test_groundtruth_covering_part_of_the_box_is_scored_there(tmp_path: Path) -> None:
     """FIB-25's labels stop at z = 175 of its 250: the labelled part is scored, not refused."""
-    from ffnops.commands.infer import groundtruth_part
+    from ffnops.commands.scoring import groundtruth_part
 
     with open_volume(LABELS) as gt:
         labels = gt.read()
     write_array(f"zarr://{tmp_path}/gt.zarr", labels[:40], offset=(10, 0, 0))
-    part = groundtruth_part(f"zarr://{tmp_path}/gt.zarr", BBox((20, 0, 0), (64, 64, 64)), (0, 0, 0))
+    part = groundtruth_part(
+        f"zarr://{tmp_path}/gt.zarr", BBox((20, 0, 0), (64, 64, 64)), (0, 0, 0), (1, 1, 1)
+    )
     assert str(part.in_box) == "0:30,0:64,0:64"  # box z 20..50 is where the labels are
     assert str(part.in_groundtruth) == "10:40,0:64,0:64"
-    whole = groundtruth_part(f"zarr://{tmp_path}/gt.zarr", BBox((15, 0, 0), (8, 8, 8)), (0, 0, 0))
+    whole = groundtruth_part(
+        f"zarr://{tmp_path}/gt.zarr", BBox((15, 0, 0), (8, 8, 8)), (0, 0, 0), (1, 1, 1)
+    )
     assert str(whole.in_box) == "0:8,0:8,0:8" and str(whole.in_groundtruth) == "5:13,0:8,0:8"

@@ -50,12 +50,13 @@ def test_quickstart_registers_scores_and_crowns_a_champion(tmp_path: Path) -> No
     for run in infers:
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert 0 <= run.data.metrics["eval/adapted_rand_error"] <= 1
+        assert 0 <= run.data.metrics["eval/erl_nm"] <= run.data.metrics["eval/groundtruth_erl_nm"]
         assert run.data.tags["neuroglancer_url"].startswith("https://")
     best = min(infers, key=lambda r: r.data.metrics["eval/adapted_rand_error"])
     assert best.data.tags["ffnops.model_version"] == str(champion.version)
     assert parent.data.tags["champion"].startswith(f"models:/{name}/{champion.version}")
     assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in proc.stdout
-    assert "ffnops view " in proc.stdout and "ARAND" in proc.stdout
+    assert "ffnops view " in proc.stdout and "ARAND" in proc.stdout and "ERL (um)" in proc.stdout
 
     # a second quickstart in the same folder reuses the store and skips every step
     again = quickstart(*SMALL, cwd=tmp_path)

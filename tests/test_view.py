@@ -6,8 +6,6 @@ installs it. Elsewhere the test is skipped when Chromium is missing, never on CI
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +19,7 @@ import mlflow
 import neuroglancer
 import numpy as np
 import pytest
+from browser import CAN_RENDER, RENDER_REASON, render
 from omegaconf import OmegaConf
 
 from ffnops.errors import FfnopsError
@@ -35,20 +34,6 @@ from ffnops.volume import BBox
 from ffnops.volumes import open_volume
 
 SAMPLE = sample_path("fib25_crop.h5")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-CHROME_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--use-gl=angle",  # WebGL2 without a GPU: ANGLE on SwiftShader
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-    "--disable-background-networking",  # this machine has no network but the registries
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=900,700",
-]
 
 
 def free_port() -> int:
@@ -171,53 +156,12 @@ def test_published_link_describes_the_served_run(published: tuple[Path, str, str
     assert list(state.position) == [48.0, 48.0, 32.0]  # x, y, z centre of the box
 
 
-def coloured_and_textured(png: bytes) -> tuple[float, int]:
-    """(fraction of strongly coloured pixels, number of distinct colours) in the centre.
-
-    Segment colours over a flat background give a handful of colours; EM texture under them
-    gives hundreds."""
-    import io
-
-    import matplotlib.image
-
-    rgb = matplotlib.image.imread(io.BytesIO(png), format="png")[..., :3]
-    height, width = rgb.shape[:2]
-    panel = rgb[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4]
-    saturation = panel.max(axis=-1) - panel.min(axis=-1)
-    distinct = np.unique((panel * 255).astype(np.uint8).reshape(-1, 3), axis=0)
-    return float((saturation > 0.25).mean()), len(distinct)
-
-
-@pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
-    reason="needs Debian's chromium and chromium-driver (.ci/run installs them)",
-)
+@pytest.mark.skipif(not CAN_RENDER, reason=RENDER_REASON)
 def test_link_renders_image_and_segmentation_in_a_browser(serving: str, tmp_path: Path) -> None:
-    from selenium import webdriver
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium'}")
-    driver = webdriver.Chrome(service=webdriver.ChromeService(str(CHROMEDRIVER)), options=options)
-    try:
-        driver.get(serving)
-        coloured, distinct = 0.0, 0
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # wait for the viewer to fetch chunks and draw
-            time.sleep(2)
-            png = driver.get_screenshot_as_png()
-            coloured, distinct = coloured_and_textured(png)
-            if coloured > 0.05 and distinct > 150:
-                break
-        (tmp_path / "neuroglancer.png").write_bytes(png)
-        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-    finally:
-        driver.quit()
-    assert coloured > 0.05, f"no segmentation colours on screen ({coloured:.3f}); see {tmp_path}"
-    assert distinct > 150, f"no EM texture on screen ({distinct} colours); see {tmp_path}"
-    assert not [e for e in errors if "favicon" not in e["message"]], errors
+    rendered = render(serving, tmp_path)
+    assert rendered.coloured > 0.05, f"no segmentation colours on screen; see {tmp_path}"
+    assert rendered.distinct > 150, f"no EM texture on screen; see {tmp_path}"
+    assert not rendered.errors, rendered.errors
 
 
 def test_view_server_refuses_a_port_in_use(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,12 +24,19 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from ffnops.blocks import BlockLayout
+from ffnops.commands.scoring import (
+    ScoringPlan,
+    plan_scoring,
+    print_evaluation,
+    publish_candidates,
+    publish_evaluation,
+    score_box,
+)
 from ffnops.config.schemas import ExecutorConfig
 from ffnops.data.dataset import LABEL_DTYPES
 from ffnops.errors import FfnopsError, VolumeError, VolumeExistsError
 from ffnops.executor import Executor, TaskProgress, make_executor
 from ffnops.ffn.geometry import as_vec3
-from ffnops.ffn.metrics import score_segmentation
 from ffnops.ffn.options import InferenceOptions
 from ffnops.inference.blockwise import BlockwiseJob, StitchRule, clear_work, run_blockwise
 from ffnops.inference.progress import BlockProgress
@@ -107,34 +114,6 @@ def checkpoint_file(cfg: DictConfig, request: BoxRequest, registered: Registered
     return Path(cfg.paths.output_dir) / "checkpoints" / f"infer-{digest}.npz"
 
 
-@dataclass(frozen=True)
-class GroundTruthPart:
-    """Where the ground truth is scored: its own voxels, and the same voxels in the box."""
-
-    in_groundtruth: BBox
-    in_box: BBox
-
-
-def groundtruth_part(uri: str, box: BBox, image_offset: tuple[int, ...]) -> GroundTruthPart:
-    """The part of ``box`` the ground truth labels (aligned by offsets), found before inference
-    so a wrong ground truth fails at once. A ground truth that covers only part of the box (as
-    FIB-25's, whose labels stop at z = 175) is scored on that part, and says so."""
-    with open_volume(uri, dtypes=LABEL_DTYPES) as gt:
-        # The ground truth's extent in the image's voxel grid.
-        start = [g - i for g, i in zip(gt.offset, image_offset, strict=True)]
-        extent = BBox(as_vec3(start), gt.shape)
-        common = box.intersect(extent)
-        if common is None:
-            raise FfnopsError(
-                f"groundtruth {uri} (shape {gt.shape}, offset {gt.offset}) does not overlap "
-                f"the box [{box}] of the image (offset {tuple(image_offset)}): in the image's "
-                f"voxels it covers [{extent}]"
-            )
-    if common != box:
-        print(f"groundtruth {uri} covers [{common}] of the box [{box}]: scored there only")
-    return GroundTruthPart(common.shifted(extent.start), common.shifted(box.start))
-
-
 def device_settings(config: ExecutorConfig) -> DeviceSettings:
     """The executor's device settings, checked: CUDA must exist if asked for; worker processes
     share the CPU cores unless ``num_threads`` says otherwise."""
@@ -199,10 +178,7 @@ def run(cfg: DictConfig) -> None:
     registered = load_registered_model(cfg.tracking.tracking_uri, cfg.model_uri)
     request = box_request(cfg, registered, device)
     with open_volume(cfg.image) as volume:
-        image_offset = volume.offset
-    scored = (
-        groundtruth_part(cfg.groundtruth, request.box, image_offset) if cfg.groundtruth else None
-    )
+        scored = plan_scoring(cfg, request.box, volume.offset, volume.voxel_size)
     if executor.blockwise or config.block_size is not None:
         infer_blockwise(cfg, registered, request, executor, config, scored)
     else:
@@ -239,22 +215,11 @@ def run_tags_for(cfg: DictConfig, registered: RegisteredModel) -> dict[str, str]
     }
 
 
-def score(cfg: DictConfig, labels: np.ndarray, scored: GroundTruthPart | None) -> dict[str, float]:
-    """``eval/*`` metrics of the labels (the box's) on the part the ground truth covers."""
-    if scored is None:
-        return {}
-    with open_volume(cfg.groundtruth) as gt_volume:
-        truth = np.asarray(gt_volume.read(scored.in_groundtruth))
-    mlflow.set_tag("ffnops.eval_bbox", str(scored.in_box))  # relative to the box
-    scores = score_segmentation(labels, truth)
-    return {f"eval/{k}": v for k, v in scores.as_dict().items()}
-
-
 def infer_one_canvas(
     cfg: DictConfig,
     registered: RegisteredModel,
     request: BoxRequest,
-    scored: GroundTruthPart | None,
+    scored: ScoringPlan | None,
 ) -> None:
     checkpoint = checkpoint_file(cfg, request, registered)
     request = replace(request, checkpoint=checkpoint)
@@ -272,9 +237,8 @@ def infer_one_canvas(
         checkpoint.unlink(missing_ok=True)  # the output is complete
         metrics = speed_metrics(result.counters, result.counters["seconds"])
         labels = result.labels
-        in_box = scored.in_box.slices if scored else ()
-        metrics.update(score(cfg, labels[in_box], scored))
-        figure = overlay_figure(raw, labels, picture_title(cfg, registered, request))
+        title = picture_title(cfg, registered, request)
+        figure = overlay_figure(raw, labels, title)
         log_results(metrics, figure, run_id, cfg.tracking.inference_experiment)
         if cfg.viewer.publish:
 
@@ -282,11 +246,21 @@ def infer_one_canvas(
                 write_view_data(folder, raw, labels, result.voxel_size, result.offset)
 
             publish(cfg, run_id, write_copy, result.voxel_size, result.offset, labels.shape)
+        evaluation = None
+        if scored is not None:
+            part = labels[scored.part.in_box.slices]
+            evaluation, truth = score_box(cfg, scored, part, result.offset)
+            publish_evaluation(cfg, evaluation, truth, run_id, title, result.voxel_size)
+        threshold = request.options.segment_threshold
+        publish_candidates(
+            cfg, labels, result.probabilities, threshold, result.voxel_size, result.offset, run_id
+        )
     print(
         f"wrote {written}: {int(metrics['objects'])} objects, {int(metrics['network_calls'])} "
         f"FOV steps in {metrics['seconds']:.1f} s ({metrics['ms_per_step']:.1f} ms/step)"
     )
-    print_scores(metrics)
+    if evaluation is not None:
+        print_evaluation(evaluation)
 
 
 def publish(
@@ -309,6 +283,7 @@ def publish(
         viewer.port,
         viewer.client_url,
         viewer.layout,
+        groundtruth=bool(cfg.groundtruth),  # its layer joins the copy once scored
     )
     print(f"neuroglancer (while `ffnops view {run_id}` runs): {link}")
 
@@ -317,19 +292,13 @@ def picture_title(cfg: DictConfig, registered: RegisteredModel, request: BoxRequ
     return f"{registered.uri} on {Path(str(cfg.image)).name} [{request.box}]"
 
 
-def print_scores(metrics: dict[str, float]) -> None:
-    for key, value in metrics.items():
-        if key.startswith("eval/"):
-            print(f"  {key[5:]:<20} {value:.4f}")
-
-
 def infer_blockwise(
     cfg: DictConfig,
     registered: RegisteredModel,
     request: BoxRequest,
     executor: Executor,
     config: ExecutorConfig,
-    scored: GroundTruthPart | None,
+    scored: ScoringPlan | None,
 ) -> None:
     """Blocks, stitched to global ids, written blockwise into a chunked output."""
     layout = BlockLayout.plan(
@@ -412,11 +381,11 @@ def infer_blockwise(
             open_volume(cfg.output, dtypes=LABEL_DTYPES) as labels,
             open_volume(cfg.image) as image,
         ):
-            if scored is not None:
-                metrics.update(score(cfg, np.asarray(labels.read(scored.in_box)), scored))
             planes = volume_centre_planes(image, request.box, labels)
-            figure = planes_figure(planes, picture_title(cfg, registered, request))
-            log_results(metrics, figure, run_id, cfg.tracking.inference_experiment)
+            title = picture_title(cfg, registered, request)
+            log_results(
+                metrics, planes_figure(planes, title), run_id, cfg.tracking.inference_experiment
+            )
             if cfg.viewer.publish:
                 copy = partial(
                     copy_view_data,
@@ -426,6 +395,11 @@ def infer_blockwise(
                     block_size=layout.block_size,
                 )
                 publish(cfg, run_id, copy, labels.voxel_size, labels.offset, labels.shape)
+            evaluation = None
+            if scored is not None:
+                part = np.asarray(labels.read(scored.part.in_box))
+                evaluation, truth = score_box(cfg, scored, part, labels.offset)
+                publish_evaluation(cfg, evaluation, truth, run_id, title, labels.voxel_size)
     clear_work(job, config.keep_blocks)
     if config.keep_blocks:
         print(f"kept the segmented blocks in {job.workdir / 'blocks'} (executor.keep_blocks)")
@@ -434,4 +408,5 @@ def infer_blockwise(
         f"in {len(layout)} blocks {list(layout.grid)}, {int(metrics['network_calls'])} FOV steps "
         f"({summary.seconds.get('segment', 0.0):.1f} s segmenting)"
     )
-    print_scores(metrics)
+    if evaluation is not None:
+        print_evaluation(evaluation)

@@ -22,6 +22,8 @@ from ffnops.tracking.runs import latest_run, run_artifacts
 from ffnops.viewing.python_viewer import open_viewer
 from ffnops.viewing.server import ViewServer
 from ffnops.viewing.state import (
+    GROUNDTRUTH_LAYER,
+    IMAGE_LAYER,
     SEGMENTATION_LAYER,
     in_memory_state,
     served_run_state,
@@ -50,7 +52,16 @@ def view_run(cfg: DictConfig, run_id: str) -> None:
     with open_volume(f"precomputed://{folder / SEGMENTATION_LAYER}") as seg:
         voxel_size, offset, shape = seg.voxel_size, seg.offset, seg.shape
     with ViewServer({run_id: folder}, cfg.viewer.host, cfg.viewer.port) as server:
-        state = served_run_state(server.url, run_id, voxel_size, offset, shape, cfg.viewer.layout)
+        state = served_run_state(
+            server.url,
+            run_id,
+            voxel_size,
+            offset,
+            shape,
+            cfg.viewer.layout,
+            image=(folder / IMAGE_LAYER).exists(),
+            groundtruth=(folder / GROUNDTRUTH_LAYER).exists(),
+        )
         print(f"serving run {run_id} ({folder}) read-only at {server.url}/data/{run_id}/")
         print(f"public client: {state_url(state, cfg.viewer.client_url)}")
         show(cfg, open_viewer(state, cfg.viewer.host))

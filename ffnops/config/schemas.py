@@ -90,6 +90,7 @@ class TrackingConfig:
     model_name: str = "ffn"
     alias: str | None = None
     inference_experiment: str = "inference"
+    evaluation_experiment: str = "evaluation"  # runs of `ffnops evaluate` without run_id
     log_images_every_n_steps: int = 500
     tags: dict[str, str] = field(default_factory=dict)
     parent_run_id: str | None = None  # nest this command's run under a pipeline's run
@@ -261,6 +262,24 @@ class TrainCommand:
 
 
 @dataclass
+class EvaluationConfig:
+    """``evaluation``: how a segmentation is scored against a ground truth (docs/evaluation.md).
+
+    A segment counts for an object (a split piece, a merged-in part) when they share at least
+    ``min_overlap`` voxels. Without ``skeletons=`` (SWC), ERL runs over kimimaro's skeletons of
+    the dense ground truth (objects of at least ``skeleton_dust_voxels``) unless ``skeletonize``
+    is false.
+    """
+
+    min_overlap: int = 100
+    skeletonize: bool = True
+    skeleton_dust_voxels: int = 1000
+    # nm per voxel (z, y, x) for skeletons and ERL, where the volumes do not store it (they then
+    # say 1, e.g. FIB-25's HDF5 files, whose voxels are 8 nm); None: the volumes' own
+    voxel_size: list[float] | None = None
+
+
+@dataclass
 class InferCommand:
     """``ffnops infer model=models:/NAME@ALIAS image=URI output=URI``: FFN inference."""
 
@@ -269,11 +288,13 @@ class InferCommand:
     output: str = MISSING
     bbox: str | None = None
     groundtruth: str | None = None
+    skeletons: str | None = None  # SWC skeletons of the ground truth (else kimimaro's)
     mask: str | None = None
     image_mean: float | None = None
     image_stddev: float | None = None
     overwrite: bool = False
     inference: InferenceOptions = field(default_factory=InferenceOptions)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -295,14 +316,18 @@ class ViewCommand:
 
 @dataclass
 class EvaluateCommand:
-    """``ffnops evaluate seg=URI gt=URI``: VOI, adapted Rand error, false merges and splits."""
+    """``ffnops evaluate seg=URI gt=URI [skeletons=SWC]``: VOI, adapted Rand error, ERL and the
+    error list, in an MLflow run (``run_id``'s, or a new one in ``evaluation_experiment``)."""
 
     seg: str = MISSING
-    gt: str = MISSING
+    gt: str | None = None  # None: the ground-truth-free queue of likely errors only
+    skeletons: str | None = None  # an SWC file or a folder of them (x y z in nm)
+    image: str | None = None  # shown under the segmentation in the error links
     bbox: str | None = None
-    min_overlap: int = 100
     run_id: str | None = None
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    viewer: ViewerConfig = field(default_factory=ViewerConfig)
 
 
 @dataclass
@@ -376,6 +401,7 @@ class Fib25Data:
     labels: str = MISSING
     train_box: str = "0:110,0:250,0:250"
     eval_box: str = "125:175,0:250,0:250"
+    voxel_size: list[float] = field(default_factory=lambda: [8.0, 8.0, 8.0])  # nm; HDF5 says 1
 
 
 @dataclass

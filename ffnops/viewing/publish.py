@@ -22,13 +22,16 @@ def publish_view(
     port: int,
     client_url: str,
     layout: str,
+    image: bool = True,
+    groundtruth: bool = False,
 ) -> str:
     """Logs the run's precomputed copy (``write_copy(folder)`` writes it), its neuroglancer
     state and the ``neuroglancer_url`` tag, which ``ffnops view RUN_ID`` serves; returns it."""
     with tempfile.TemporaryDirectory(prefix="ffnops-view-") as tmp:
         write_copy(Path(tmp))
         mlflow.log_artifacts(tmp, RUN_ARTIFACTS)
-    state = served_run_state(f"http://{host}:{port}", run_id, voxel_size, offset, shape, layout)
+    url = f"http://{host}:{port}"
+    state = served_run_state(url, run_id, voxel_size, offset, shape, layout, image, groundtruth)
     mlflow.log_dict(state_json(state), "neuroglancer_state.json")
     link = state_url(state, client_url)
     mlflow.set_tag("neuroglancer_url", link)

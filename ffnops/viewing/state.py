@@ -7,7 +7,8 @@ x, y, z, so positions and voxel sizes are reversed here and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+from collections.abc import Iterable, Sequence
 
 import neuroglancer
 import numpy as np
@@ -15,6 +16,7 @@ import numpy.typing as npt
 
 IMAGE_LAYER = "image"
 SEGMENTATION_LAYER = "segmentation"
+GROUNDTRUTH_LAYER = "groundtruth"
 
 
 def viewer_state(
@@ -69,21 +71,54 @@ def served_run_state(
     offset_zyx: Sequence[int],
     shape_zyx: Sequence[int],
     layout: str = "4panel",
+    image: bool = True,
+    groundtruth: bool = False,
 ) -> neuroglancer.ViewerState:
-    """The state of an inference run whose view data ``ffnops view`` serves under ``base_url``.
+    """The state of an inference run whose view data ``ffnops view`` serves under ``base_url``
+    (with its image, and its ground truth when the run has one).
 
     ``ffnops view RUN_ID`` mounts the run's ``neuroglancer`` artifacts at ``/data/RUN_ID/``.
     """
     data = f"{base_url.rstrip('/')}/data/{run_id}"
     center = [o + n / 2 for o, n in zip(offset_zyx, shape_zyx, strict=True)]
-    return viewer_state(
-        precomputed_source(data, IMAGE_LAYER),
+    state = viewer_state(
+        precomputed_source(data, IMAGE_LAYER) if image else None,
         precomputed_source(data, SEGMENTATION_LAYER),
         voxel_size_zyx,
         center,
         layout,
         box_size_zyx=shape_zyx,
     )
+    if groundtruth:
+        state.layers[GROUNDTRUTH_LAYER] = neuroglancer.SegmentationLayer(
+            source=precomputed_source(data, GROUNDTRUTH_LAYER),
+            selected_alpha=0.3,
+            not_selected_alpha=0.0,  # only the objects asked for
+        )
+        state.layers[GROUNDTRUTH_LAYER].visible = False  # a checkbox away
+        state.selected_layer.layer = SEGMENTATION_LAYER
+    return state
+
+
+def error_state(
+    state: neuroglancer.ViewerState,
+    position_zyx: Sequence[float],
+    segments: Iterable[int],
+    groundtruth_segments: Iterable[int] = (),
+    view_voxels: int = 96,
+) -> neuroglancer.ViewerState:
+    """``state`` centred on voxel ``position_zyx`` (the volume's voxels), zoomed to about
+    ``view_voxels`` across, with ``segments`` selected (and ``groundtruth_segments`` in the
+    ground-truth layer, if the state has one): one error for a proofreader to look at."""
+    focused = copy.deepcopy(state)
+    focused.position = [float(p) + 0.5 for p in position_zyx[::-1]]  # the voxel's centre
+    focused.cross_section_scale = view_voxels / 400
+    focused.layers[SEGMENTATION_LAYER].segments = sorted(int(s) for s in segments)
+    shown = sorted(int(s) for s in groundtruth_segments)
+    if GROUNDTRUTH_LAYER in focused.layers and shown:
+        focused.layers[GROUNDTRUTH_LAYER].segments = shown
+        focused.layers[GROUNDTRUTH_LAYER].visible = True
+    return focused
 
 
 def in_memory_state(

@@ -55,13 +55,20 @@ def write_view_data(
             extra={"encoding": "jpeg"} if data.dtype == np.uint8 else None,
         )
     if labels is not None:
-        write_array(
-            f"precomputed://{folder.resolve()}/{SEGMENTATION_LAYER}",
-            viewable_labels(labels),
-            voxel_size=size,  # type: ignore[arg-type]
-            offset=start,  # type: ignore[arg-type]
-            kind="segmentation",
-        )
+        write_labels_view(folder / SEGMENTATION_LAYER, labels, voxel_size, offset)
+
+
+def write_labels_view(
+    path: Path, labels: npt.NDArray[np.integer], voxel_size: Sequence[float], offset: Sequence[int]
+) -> None:
+    """One label layer of the copy (a segmentation, or the ground truth it is scored on)."""
+    write_array(
+        f"precomputed://{path.resolve()}",
+        viewable_labels(labels),
+        voxel_size=tuple(float(v) for v in voxel_size),  # type: ignore[arg-type]
+        offset=tuple(int(o) for o in offset),  # type: ignore[arg-type]
+        kind="segmentation",
+    )
 
 
 def copy_view_data(
