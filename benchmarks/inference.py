@@ -2,8 +2,8 @@
 
 Model: Google's released FIB-25 checkpoint (depth 12, 32 features, FOV 33^3, deltas 8^3), bundled
 with ffnops, with Google's inference request. Image: FIB-25 ``training_sample2`` z, y, x in
-[0, 100)^3 from ``../shared`` (``--image`` for another HDF5 URI; without ``../shared`` the bundled
-crop's [0, 100)^3 is used, which is other data and says so).
+[0, 100)^3 from the FIB-25 data folder (``--image`` for another HDF5 URI; without that folder the
+bundled crop's [0, 100)^3 is used, which is other data and says so).
 
 For each precision (``--precisions fp32,bf16``; fp32 is the faithful default, bf16 the fast mode):
 
@@ -23,8 +23,8 @@ fp32, so the fast mode's quality is measured, not assumed. ``bf16-emulated`` run
 rounded where bf16 autocast rounds (see ``emulate_bf16``): bf16's segmentation on CPUs without
 AVX512-BF16/AMX, where real bf16 is emulated by oneDNN and about 50x slower than fp32 (its speed
 there means nothing). Google's own TF code is not run here
-(no TensorFlow); its step times on these machines are in ../shared/PERFORMANCE.md (94 ms AMD EPYC
-with AVX-512, 134 ms Intel Xeon with AMX) -- compare with care: the CPU differs by day.
+(no TensorFlow); measured on these machines, its step took 94 ms (AMD EPYC with AVX-512) and
+134 ms (Intel Xeon with AMX) -- compare with care: the CPU differs by day.
 
 Run::
 

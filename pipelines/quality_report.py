@@ -12,7 +12,7 @@ Every step is the ordinary ``ffnops`` command (the log shows them), in ``--workd
 sqlite MLflow store, so each result is also an MLflow run there; run again, the report reuses the
 finished runs it finds there (delete the folder to measure afresh). Run::
 
-    python -m ffnops_pipelines.quality_report [--data ../shared/data/fib25/training_sample2]
+    python -m ffnops_pipelines.quality_report [--data DIR]
         [--eval-box 125:175,0:125,0:125] [--steps 400] [--workdir quality] [--out docs/quality.md]
 """
 

@@ -1,12 +1,13 @@
 """Output sink for Google's FFN result files: ``npz://DIR`` writes ``seg-X_Y_Z.npz`` and ``.prob``.
 
-Layout as Google's storage (FFN_SPEC 6.9): ``DIR/<x>/<y>/seg-<x>_<y>_<z>.npz`` for the box corner
-(x, y, z), written atomically. Keys as Google's: ``segmentation`` (the smallest unsigned type that
-holds the ids), ``origins``, ``request``, ``counters`` (JSON text), ``overlaps``. Deviation:
-Google pickles ``origins`` with its own class; here ``origins`` is a structured array (id, seed z,
-y, x relative to the box, iters, walltime) and ``request``/``overlaps`` are JSON text, so the file
-loads with ``allow_pickle=False``. ``seg-....prob`` holds ``qprob``: probabilities quantised to
-1..255 (``digitize(p, linspace(0, 1, 255))``), 0 where never segmented.
+Layout as Google's storage (``ffn/inference/storage.py``): ``DIR/<x>/<y>/seg-<x>_<y>_<z>.npz``
+for the box corner (x, y, z), written atomically. Keys as Google's: ``segmentation`` (the
+smallest unsigned type that holds the ids), ``origins``, ``request``, ``counters`` (JSON text),
+``overlaps``. Deviation: Google pickles ``origins`` with its own class; here ``origins`` is a
+structured array (id, seed z, y, x relative to the box, iters, walltime) and
+``request``/``overlaps`` are JSON text, so the file loads with ``allow_pickle=False``.
+``seg-....prob`` holds ``qprob``: probabilities quantised to 1..255
+(``digitize(p, linspace(0, 1, 255))``), 0 where never segmented.
 """
 
 from __future__ import annotations

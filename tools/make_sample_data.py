@@ -1,7 +1,7 @@
 """Cuts ffnops's bundled sample (ffnops/sample_data/fib25_crop.h5) from FIB-25 training_sample2.
 
-Run from the repository root with the shared data beside it:
-    python tools/make_sample_data.py ../shared/data/fib25/training_sample2
+Run from the repository root with the FIB-25 data folder (grayscale_maps.h5, groundtruth.h5):
+    python tools/make_sample_data.py DIR
 The crop is z in [0, 160), y and x in [0, 128) of the labelled part (labels exist for z < 175).
 """
 

@@ -1,4 +1,4 @@
-"""``ffnops infer``: segment a box of a volume with a registered model (FFN_SPEC section 6).
+"""``ffnops infer``: segment a box of a volume with a registered model, as ``run_inference.py``.
 
 A recipe: check everything that can be checked (tracking store, output, executor, model,
 image and box, ground truth), then segment with one canvas (``executor=local``) or blockwise

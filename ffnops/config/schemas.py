@@ -182,7 +182,7 @@ class ConvertCommand:
 
 @dataclass
 class PartitionsCommand:
-    """``ffnops partitions labels=URI output=URI``: FFN_SPEC section 1."""
+    """``ffnops partitions labels=URI output=URI``: google/ffn's ``compute_partitions.py``."""
 
     labels: str = MISSING
     output: str = MISSING
@@ -199,7 +199,7 @@ class PartitionsCommand:
 
 @dataclass
 class CoordinatesCommand:
-    """``ffnops coordinates volumes=[name:URI,...] output=FILE``: FFN_SPEC section 2."""
+    """``ffnops coordinates volumes=[name:URI,...] output=FILE``: as ``build_coordinates.py``."""
 
     volumes: list[str] = MISSING
     output: str = MISSING
@@ -211,7 +211,7 @@ class CoordinatesCommand:
 
 @dataclass
 class TrainingSettings:
-    """How FOVs move during training and what is logged (FFN_SPEC sections 3-5)."""
+    """How FOVs move during training and what is logged (google/ffn's ``train.py``)."""
 
     fov_policy: str = "fixed"
     fov_moves: int = 1

@@ -1,9 +1,10 @@
 """Training examples: image and soft-label patches around the coordinates of a coordinate table.
 
 Patches are read through the volume API (any data-source plugin); each DataLoader worker opens
-its own handles on first use. Augmentation follows the reference (FFN_SPEC section 3): an optional
-permutation of ``permutable_axes`` (default y, x: a random xy transpose), then a flip of each of
-``reflectable_axes`` with p = 0.5, applied identically to image and labels, before normalisation.
+its own handles on first use. Augmentation follows the reference
+(``ffn/training/augmentation.py``): an optional permutation of ``permutable_axes`` (default y, x:
+a random xy transpose), then a flip of each of ``reflectable_axes`` with p = 0.5, applied
+identically to image and labels, before normalisation.
 """
 
 from __future__ import annotations

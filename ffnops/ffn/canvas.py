@@ -1,4 +1,4 @@
-"""The inference canvas (FFN_SPEC 6.2-6.6): flood one object at a time from each seed.
+"""The inference canvas (``ffn/inference/inference.py``): flood one object at a time from each seed.
 
 State, all (z, y, x): ``seed`` (float32 object logits, NaN = never visited), ``segmentation``
 (int32: 0 free, > 0 object ids, -1 rejected seed), the normalised ``image``.
@@ -186,7 +186,7 @@ class Canvas:
         return self._max_id
 
     def try_seed(self, pos: Vec3) -> Steps:
-        """Seeds one object at ``pos`` and accepts or rejects it (FFN_SPEC 6.6)."""
+        """Seeds one object at ``pos`` and accepts or rejects it (as Google's ``segment_all``)."""
         if not self.is_valid_pos(pos, ignore_move_threshold=True):
             return
         self.counters.seeds_tried += 1

@@ -1,4 +1,4 @@
-"""Balanced training coordinates (FFN_SPEC section 2).
+"""Balanced training coordinates (google/ffn's ``build_coordinates.py``).
 
 Every partition value (except 255, excluded) is sampled equally: each partition's voxels are
 shuffled and repeated cyclically up to the size of the largest partition, then everything is

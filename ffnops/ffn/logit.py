@@ -1,4 +1,4 @@
-"""Probabilities <-> logits, rounded as the reference rounds them (FFN_SPEC section 9).
+"""Probabilities <-> logits, rounded as the reference rounds them (``ffn/inference/inference.py``).
 
 The reference keeps thresholds as float32 protobuf fields and computes logit(float32(p)) before
 rounding back to float32; a float64 logit differs in the 7th digit and can flip a decision.

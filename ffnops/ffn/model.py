@@ -1,4 +1,4 @@
-"""ConvStack3DFFNModel: Google's FFN network (FFN_SPEC section 5), in PyTorch.
+"""ConvStack3DFFNModel: Google's FFN network (``ffn/training/models/convstack_3d.py``), in PyTorch.
 
 Input is one tensor ``(B, 2, z, y, x)``, as the reference concatenates it: channel 0 the normalised
 image, channel 1 the current object-mask logits ("seed"). Output: the updated logits

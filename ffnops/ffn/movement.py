@@ -1,4 +1,6 @@
-"""Where the FOV may move next: the face-max rule of FaceMaxMovementPolicy (FFN_SPEC 6.4).
+"""Where the FOV may move next: the face-max rule of Google's FaceMaxMovementPolicy.
+
+The rule and its name are those of ``ffn/inference/movement.py`` in google/ffn.
 
 For each axis and sign, look at the face of the ``deltas`` cube around the FOV centre (a plane at
 centre +/- delta spanning +/- delta in the other axes); if its largest logit reaches the threshold,
@@ -51,7 +53,7 @@ def face_max_candidates(
 
 
 class FaceMaxPolicy:
-    """Breadth-first exploration of one object along face-max candidates (FFN_SPEC 6.4).
+    """Breadth-first exploration of one object along face-max candidates (Google's ``movement.py``).
 
     Positions are absolute (z, y, x) in the canvas. A position is taken at most once per cell of
     the ``deltas`` grid anchored at the start (``quantise`` uses floor division, so cells before

@@ -1,7 +1,8 @@
-"""Inference options of the FFN canvas (FFN_SPEC section 6), as probabilities, axes (z, y, x).
+"""Inference options of the FFN canvas, as probabilities, axes (z, y, x).
 
-Google's ``InferenceOptions`` proto leaves every field at 0 when unset, which turns thresholds
-into logit(0) = -inf; here every field has the value of Google's FIB-25 request instead.
+Google's ``InferenceOptions`` proto (``ffn/inference/inference.proto``) leaves every field at 0
+when unset, which turns thresholds into logit(0) = -inf; here every field has the value of Google's
+FIB-25 request instead.
 """
 
 from __future__ import annotations

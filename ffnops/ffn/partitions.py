@@ -1,4 +1,4 @@
-"""Partitions (FFN_SPEC section 1): how "inside" its object every labelled voxel is.
+"""Partitions (Google's ``compute_partitions.py``): how "inside" its object every labelled voxel is.
 
 For each voxel, the fraction of the (2r+1)^3 cube around it that carries the same label, quantised
 by ``thresholds``. Training samples every partition equally, so thin processes and boundaries are

@@ -1,7 +1,8 @@
-"""Where objects are seeded (FFN_SPEC 6.7): peaks of the distance to image edges, or a grid.
+"""Where objects are seeded: peaks of the distance to image edges, or a grid.
 
-Both return (z, y, x) positions sorted as the reference sorts them, keeping only positions whose
-whole FOV fits in the volume (``margin`` = FOV radius).
+As in google/ffn's ``ffn/inference/seed.py``. Both return (z, y, x) positions sorted as the
+reference sorts them, keeping only positions whose whole FOV fits in the volume (``margin`` = FOV
+radius).
 """
 
 from __future__ import annotations

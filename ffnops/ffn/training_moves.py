@@ -1,4 +1,4 @@
-"""FOV movement during training (FFN_SPEC sections 3 and 4), one example at a time.
+"""FOV movement during training, one example at a time (Google's ``ffn/training/examples.py``).
 
 An example is a patch larger than the FOV around a training coordinate; its canvas (object-mask
 logits) starts at logit(seed_pad) with logit(0.95) at the centre. A policy yields FOV offsets

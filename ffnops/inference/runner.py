@@ -1,4 +1,4 @@
-"""Segment one box with one canvas (FFN_SPEC section 6; google/ffn's ``inference/inference.py``).
+"""Segment one box with one canvas (google/ffn's ``ffn/inference/runner.py``, ``inference.py``).
 
 :func:`segment_box` is the whole of single-canvas inference: read the box, normalise, place
 seeds, flood every object, resume from and write checkpoints, and return a

@@ -1,4 +1,4 @@
-"""Batch slots that each walk one example's FOV moves (FFN_SPEC section 4).
+"""Batch slots that each walk one example's FOV moves (google/ffn's ``ffn/training/examples.py``).
 
 A training step takes one FOV from each of ``batch_size`` slots; a slot whose example has run out
 of moves takes the next example, so slots advance through different examples at different moves,
