@@ -430,7 +430,7 @@ def profile_ffnops(work: Workload, args: argparse.Namespace, top: int = 30) -> s
 
 
 def cpu_features() -> str:
-    """The SIMD extensions that decide conv speed (PERFORMANCE.md), as torch reports them."""
+    """The SIMD extensions that decide conv speed, as torch reports them."""
     try:
         flags = next(
             line.split(":", 1)[1].split()
