@@ -230,3 +230,36 @@ def test_without_ground_truth_evaluate_logs_the_queue_of_likely_errors(
     state = neuroglancer.parse_url(rows[0]["neuroglancer_url"])
     assert int(rows[0]["segment_id"]) in {int(s) for s in state.layers["segmentation"].segments}
     assert "groundtruth" not in [layer.name for layer in state.layers]
+
+
+@pytest.mark.parametrize(
+    "override, check",
+    [
+        ("evaluation.skeletonize=false", lambda m, base: "eval/erl_nm" not in m),
+        # kimimaro's parameters are in nm too, so the skeletons change a little: not exactly 2x
+        (
+            "evaluation.voxel_size=[20,20,20]",
+            lambda m, base: (
+                1.5 < m["eval/groundtruth_erl_nm"] / base["eval/groundtruth_erl_nm"] < 2.5
+            ),
+        ),
+        # only objects of at least 20,000 voxels are skeletonized: fewer skeletons, less length
+        (
+            "evaluation.skeleton_dust_voxels=20000",
+            lambda m, base: m["eval/skeleton_length_nm"] < base["eval/skeleton_length_nm"],
+        ),
+    ],
+)
+def test_the_evaluation_keys_change_what_is_measured(
+    scene: dict[str, object], tmp_path: Path, override: str, check: object
+) -> None:
+    path = Path(str(scene["path"]))
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = ffnops(
+        "evaluate", f"seg=zarr://{path}/seg.zarr", f"gt=zarr://{path}/gt.zarr",
+        f"tracking.tracking_uri={uri}", "viewer.publish=false", override, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("evaluation").experiment_id])
+    assert check(run.data.metrics, scene["run"].data.metrics)  # type: ignore[operator, attr-defined]
