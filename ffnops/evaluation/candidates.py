@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ffnops.evaluation.errors import nearest_to_mean
+
 CONTACT, FACE, WEAK = "contact", "face", "weak"
 
 
@@ -42,11 +44,6 @@ class Candidate:
         row = asdict(self)
         z, y, x = row.pop("position")
         return {**row, "z": z, "y": y, "x": x}
-
-
-def _nearest_to_mean(points: npt.NDArray[np.int64]) -> tuple[int, int, int]:
-    best = points[((points - points.mean(axis=0)) ** 2).sum(axis=1).argmin()]
-    return (int(best[0]), int(best[1]), int(best[2]))
 
 
 def find_candidates(
@@ -87,7 +84,7 @@ def find_candidates(
             points = at[order[starts[k] : starts[k + 1]]]
             score = float(contacts) / max(int(surface[small]), 1)
             found.append(
-                Candidate(CONTACT, a_id, b_id, size[small], score, _nearest_to_mean(points))
+                Candidate(CONTACT, a_id, b_id, size[small], score, nearest_to_mean(points))
             )
 
     shell = np.zeros(seg.shape, bool)
@@ -102,9 +99,7 @@ def find_candidates(
         if segment in kept:
             points = face_points[on_face == segment]
             score = count / max(int(surface[segment]) + count, 1)
-            found.append(
-                Candidate(FACE, segment, 0, size[segment], score, _nearest_to_mean(points))
-            )
+            found.append(Candidate(FACE, segment, 0, size[segment], score, nearest_to_mean(points)))
 
     if probabilities is not None and threshold is not None:
         weak = (seg > 0) & (np.nan_to_num(probabilities, nan=1.0) < threshold + margin)
@@ -118,7 +113,7 @@ def find_candidates(
                 points = weak_points[order[start : start + count]]
                 score = float(count) / size[segment]
                 found.append(
-                    Candidate(WEAK, segment, 0, size[segment], score, _nearest_to_mean(points))
+                    Candidate(WEAK, segment, 0, size[segment], score, nearest_to_mean(points))
                 )
     found.sort(key=lambda c: (-c.score, -c.voxels, c.kind, c.segment_id, c.other_id))
     return found

@@ -109,10 +109,9 @@ def _meeting_points(
     }
 
 
-def _piece_position(mask: npt.NDArray[np.bool_]) -> tuple[int, int, int]:
-    points = np.argwhere(mask)
-    centre = points.mean(axis=0)
-    best = points[((points - centre) ** 2).sum(axis=1).argmin()]
+def nearest_to_mean(points: npt.NDArray[np.int64]) -> tuple[int, int, int]:
+    """Of ``points`` (n, 3), the one nearest their mean: a place that lies on them."""
+    best = points[((points - points.mean(axis=0)) ** 2).sum(axis=1).argmin()]
     return (int(best[0]), int(best[1]), int(best[2]))
 
 
@@ -151,7 +150,6 @@ def find_errors(
     strong = counts >= min_overlap
     pieces = _skeleton_pieces(skeletons, node_segments, node_groundtruth)
     errors: list[SegmentationError] = []
-    split_points = merge_points = None
 
     def largest(keys: npt.NDArray[np.int64], values: npt.NDArray[np.int64]) -> dict[int, int]:
         order = np.lexsort((-counts[strong], keys))
@@ -161,24 +159,31 @@ def find_errors(
 
     main_segment = largest(gt_ids[strong], seg_ids[strong])
     main_object = largest(seg_ids[strong], gt_ids[strong])
+    points: dict[str, dict[tuple[int, int, int], tuple[int, int, int]]] = {}
+
+    def meeting(kind: str, key: tuple[int, int, int]) -> tuple[int, int, int] | None:
+        """Where the two parts of an error touch (contacts found once per kind)."""
+        if kind not in points:
+            same, differ = (
+                (groundtruth, segmentation) if kind == SPLIT else (segmentation, groundtruth)
+            )
+            points[kind] = _meeting_points(*_contacts(same, differ))
+        return points[kind].get(key)
+
     for s, g, n in zip(seg_ids[strong], gt_ids[strong], counts[strong], strict=True):
         s, g, n = int(s), int(g), int(n)
-        if main_segment[g] != s:
-            if split_points is None:
-                split_points = _meeting_points(*_contacts(groundtruth, segmentation))
-            other = main_segment[g]
-            where = split_points.get((g, min(s, other), max(s, other)))
+        # A split: g's piece in s, beside g's main segment; a merge: g's part of s, beside s's
+        # main object. Each keyed by what stays the same and the two that differ.
+        for kind, same, mine, other in (
+            (SPLIT, g, s, main_segment[g]),
+            (MERGE, s, g, main_object[s]),
+        ):
+            if mine == other:
+                continue
+            where = meeting(kind, (same, min(mine, other), max(mine, other)))
             if where is None:
-                where = _piece_position((segmentation == s) & (groundtruth == g))
-            errors.append(SegmentationError(SPLIT, g, s, other, n, pieces.get((s, g), 0.0), where))
-        if main_object[s] != g:
-            if merge_points is None:
-                merge_points = _meeting_points(*_contacts(segmentation, groundtruth))
-            other = main_object[s]
-            where = merge_points.get((s, min(g, other), max(g, other)))
-            if where is None:
-                where = _piece_position((segmentation == s) & (groundtruth == g))
-            errors.append(SegmentationError(MERGE, g, s, other, n, pieces.get((s, g), 0.0), where))
+                where = nearest_to_mean(np.argwhere((segmentation == s) & (groundtruth == g)))
+            errors.append(SegmentationError(kind, g, s, other, n, pieces.get((s, g), 0.0), where))
     errors.sort(key=lambda e: (-e.skeleton_nm, -e.voxels, e.kind, e.groundtruth_id, e.segment_id))
 
     sizes = dict(zip(*np.unique(groundtruth[groundtruth > 0], return_counts=True), strict=True))
