@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
+from commands import ffnops as run_ffnops
 from mlflow.tracking import MlflowClient
 from skimage.metrics import adapted_rand_error
 
@@ -22,16 +24,7 @@ from ffnops.volumes import open_volume, write_array
 
 SHAPE = (96, 96, 96)
 BLOCK = "[32,32,32]"  # 3 x 3 x 3 blocks
-
-
-def ffnops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ffnops", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+ffnops = partial(run_ffnops, timeout=900)
 
 
 def register_oracle(path: Path) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import neuroglancer
 import numpy as np
 import pytest
 from browser import CAN_RENDER, RENDER_REASON, render
+from commands import ffnops, free_port
 from mlflow.tracking import MlflowClient
 
 from ffnops.sample_data import sample_path
@@ -24,22 +24,6 @@ from ffnops.volumes import open_volume, write_array
 SAMPLE = sample_path("fib25_crop.h5")
 IMAGE, LABELS = f"h5://{SAMPLE}#image", f"h5://{SAMPLE}#labels"
 BOX = (slice(0, 64), slice(0, 96), slice(0, 96))
-
-
-def ffnops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ffnops", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def the_two_largest(labels: np.ndarray) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import neuroglancer
 import numpy as np
 import pytest
+from commands import ffnops
 from mlflow.tracking import MlflowClient
 
 from ffnops.ffn.oracle import OracleFFN
@@ -20,16 +21,6 @@ from ffnops.volumes import open_volume, write_array
 
 SAMPLE = sample_path("fib25_crop.h5")
 LABELS = f"h5://{SAMPLE}#labels"
-
-
-def ffnops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ffnops", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ installs it. Elsewhere the test is skipped when Chromium is missing, never on CI
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import neuroglancer
 import numpy as np
 import pytest
 from browser import CAN_RENDER, RENDER_REASON, render
+from commands import free_port
 from omegaconf import OmegaConf
 
 from ffnops.errors import FfnopsError
@@ -34,12 +34,6 @@ from ffnops.volume import BBox
 from ffnops.volumes import open_volume
 
 SAMPLE = sample_path("fib25_crop.h5")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
