@@ -97,6 +97,21 @@ COMMANDS: dict[str, Command] = {
             "ffnops.commands.view:run",
         ),
         Command(
+            "models",
+            "List a registered model's versions, aliases, parents and scores.",
+            "ffnops.commands.models:list_models",
+        ),
+        Command(
+            "promote",
+            "Move an alias (e.g. champion) to a version, gated by an evaluation score.",
+            "ffnops.commands.models:promote",
+        ),
+        Command(
+            "server",
+            "Start a team's MLflow server: PostgreSQL store, served artifacts, basic-auth.",
+            "ffnops.commands.server:run",
+        ),
+        Command(
             "convert",
             "Copy a volume into another format (hdf5, n5, zarr, precomputed).",
             "ffnops.commands.convert:run",
@@ -105,8 +120,13 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-# Commands whose first argument may be given without its key.
-POSITIONAL = {"import-checkpoint": "checkpoint", "view": "target"}
+# Commands whose first arguments may be given without their keys.
+POSITIONAL = {
+    "import-checkpoint": ("checkpoint",),
+    "view": ("target",),
+    "models": ("name",),
+    "promote": ("model_uri", "alias"),
+}
 
 
 def usage() -> str:
@@ -200,12 +220,29 @@ def run_command(command: Command, overrides: Sequence[str]) -> None:
         except FfnopsError as exc:
             print(f"ffnops {command.name}: error: {exc}", file=sys.stderr)
             sys.exit(2)
+        except Exception as exc:
+            refusal = _server_refusal(exc, cfg)
+            if refusal is None:
+                raise
+            print(f"ffnops {command.name}: error: {refusal}", file=sys.stderr)
+            sys.exit(2)
 
     search = config_search_path()
     extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
     os.environ[COMMAND_ENV] = command.name
     sys.argv = [sys.argv[0], *extra, *quote_values(overrides)]
     app()
+
+
+def _server_refusal(exc: Exception, cfg: object) -> str | None:
+    """A tracking server's refusal (bad credentials, no permission) as one line, else None."""
+    mlflow_exceptions = sys.modules.get("mlflow.exceptions")
+    if mlflow_exceptions is None or not isinstance(exc, mlflow_exceptions.MlflowException):
+        return None
+    from ffnops.tracking.mlflow_tracking import server_refusal
+
+    tracking = getattr(cfg, "tracking", None)
+    return server_refusal(exc, getattr(tracking, "tracking_uri", None))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -224,9 +261,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"ffnops: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
     overrides = args[1:]
-    positional = POSITIONAL.get(command.name)
-    if positional and overrides and "=" not in overrides[0] and not overrides[0].startswith("-"):
-        overrides[0] = f"{positional}={overrides[0]}"  # e.g. `ffnops view RUN_ID`
+    for index, key in enumerate(POSITIONAL.get(command.name, ())):
+        if index < len(overrides) and "=" not in overrides[index] and overrides[index][:1] != "-":
+            overrides[index] = f"{key}={overrides[index]}"  # e.g. `ffnops view RUN_ID`
+        else:
+            break
     run_command(command, overrides)
 
 

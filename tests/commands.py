@@ -8,14 +8,18 @@ import sys
 from pathlib import Path
 
 
-def ffnops(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """``python -m ffnops ARGS`` in ``cwd``, its output captured as text."""
+def ffnops(
+    *args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m ffnops ARGS`` in ``cwd`` (with ``env``, else this process's environment),
+    its output captured as text."""
     return subprocess.run(
         [sys.executable, "-m", "ffnops", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
 
 

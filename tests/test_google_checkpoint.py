@@ -28,6 +28,7 @@ from ffnops.ffn.seeds import peak_seeds
 from ffnops.interop.google import model_from_checkpoint, parse_text_proto, request_settings
 from ffnops.interop.tf_checkpoint import CheckpointError, read_checkpoint, read_index
 from ffnops.sample_data import GOOGLE_FIB25_CHECKPOINT, GOOGLE_FIB25_REQUEST
+from ffnops.tracking.registry import load_registered_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 GOOGLE = SHARED / "models" / "google_fib25"
@@ -211,9 +212,8 @@ def test_imported_model_reproduces_googles_crop100(tmp_path: Path) -> None:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    mlflow.set_tracking_uri(uri)
-    model = mlflow.pytorch.load_model("models:/google_fib25@baseline")
-    version = mlflow.MlflowClient().get_model_version_by_alias("google_fib25", "baseline")
+    model = load_registered_model(uri, "models:/google_fib25@baseline").model
+    version = mlflow.MlflowClient(uri).get_model_version_by_alias("google_fib25", "baseline")
     assert version.tags["ffnops.global_step"] == "27465036"
     settings = {k: json.loads(version.tags[f"ffnops.{k}"]) for k in GOOGLE_SETTINGS}
     image = crop100_image()

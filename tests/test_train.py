@@ -21,6 +21,7 @@ from ffnops.data.examples import Augmentation
 from ffnops.ffn.model import ConvStack3DFFNModel
 from ffnops.ffn.training_moves import TrainingGeometry
 from ffnops.sample_data import sample_path
+from ffnops.tracking.registry import load_registered_model
 from ffnops.training.datamodule import FFNDataModule
 from ffnops.training.module import FFNTrainingModule
 
@@ -95,8 +96,7 @@ def test_train_logs_and_registers_a_loadable_model(workdir: Path) -> None:
     assert version.tags["ffnops.fov_size"] == "[17, 17, 17]"
     assert version.tags["ffnops.move_threshold"] == "0.9"
     assert version.tags["ffnops.fov_policy"] == '"fixed"'  # JSON values
-    mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlflow.db")
-    model = mlflow.pytorch.load_model("models:/ffn@champion")
+    model = load_registered_model(f"sqlite:///{workdir}/mlflow.db", "models:/ffn@champion").model
     assert isinstance(model, ConvStack3DFFNModel) and model.fov_size == (17, 17, 17)
     assert model(torch.zeros(1, 2, 17, 17, 17)).shape == (1, 1, 17, 17, 17)
 
@@ -117,9 +117,9 @@ def test_fine_tuning_starts_from_a_registered_model(workdir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "initialised from models:/ffn@parent" in proc.stdout
-    mlflow.set_tracking_uri(f"sqlite:///{workdir}/mlflow.db")
-    parent = mlflow.pytorch.load_model("models:/ffn@parent").state_dict()
-    child = mlflow.pytorch.load_model("models:/ffn@child").state_dict()
+    store = f"sqlite:///{workdir}/mlflow.db"
+    parent = load_registered_model(store, "models:/ffn@parent").model.state_dict()
+    child = load_registered_model(store, "models:/ffn@child").model.state_dict()
     assert all(torch.equal(parent[k], child[k]) for k in parent)
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
     parent_version = client.get_model_version_by_alias("ffn", "parent").version

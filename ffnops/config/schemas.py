@@ -418,3 +418,49 @@ class Fib25Command:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class ServerCommand:
+    """``ffnops server``: a team's MLflow tracking server (docs/team.md): a database backend
+    store (PostgreSQL for a team), artifacts served through the server, MLflow's basic-auth app.
+
+    Secrets come from the environment, never from the config (Hydra writes configs to disk):
+    ``MLFLOW_FLASK_SERVER_SECRET_KEY`` and, for the first start, ``MLFLOW_AUTH_ADMIN_PASSWORD``.
+    """
+
+    backend_store_uri: str = "sqlite:///mlflow-server/mlflow.db"  # postgresql://user@host/db
+    artifacts_destination: str = "mlflow-server/artifacts"  # a folder, or s3://, gs://, ...
+    auth_database_uri: str = "sqlite:///mlflow-server/basic_auth.db"  # users and permissions
+    state_dir: str = "mlflow-server"  # where the auth config file is written
+    host: str = "127.0.0.1"
+    port: int = 5000
+    workers: int = 2
+    default_permission: str = "READ"  # what a signed-in user may do without a grant
+    admin_username: str = "admin"
+    allowed_hosts: str | None = None  # Host headers besides localhost/private IPs (compose names)
+    dry_run: bool = False  # check and print the server command, do not start it
+
+
+@dataclass
+class ModelsCommand:
+    """``ffnops models NAME``: a registered model's versions, aliases, parents and scores;
+    ``resave=VERSION`` registers a pickled (legacy) version again as safe files."""
+
+    name: str = MISSING
+    resave: int | None = None
+    score: str = "eval/adapted_rand_error"  # the metric shown per version (its newest scored run)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class PromoteCommand:
+    """``ffnops promote models:/NAME/VERSION ALIAS``: move an alias, with an evaluation gate."""
+
+    model_uri: str = MISSING  # models:/NAME/VERSION or models:/NAME@ALIAS
+    alias: str = MISSING
+    reason: str | None = None
+    evaluation: str | None = None  # the run name of the evaluation both versions are scored on
+    metric: str = "eval/adapted_rand_error"
+    force: bool = False  # promote even if the gate refuses
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -41,6 +41,9 @@ COMMAND_SCHEMAS: dict[str, type] = {
     "view": schemas.ViewCommand,
     "quickstart": schemas.QuickstartCommand,
     "fib25": schemas.Fib25Command,
+    "server": schemas.ServerCommand,
+    "models": schemas.ModelsCommand,
+    "promote": schemas.PromoteCommand,
 }
 
 

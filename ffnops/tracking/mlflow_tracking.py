@@ -1,34 +1,37 @@
 """MLflow runs and the model registry: where training results become a model inference can ask for.
 
 A run gets the whole composed config as params (flattened: ``model.depth``), tags (ffnops version,
-git commit, data URIs) and the config YAML as an artifact. A trained network is logged with
-``mlflow.pytorch`` (input signature (B, 2, z, y, x)), registered under a name, given the settings
-inference needs as version tags, and optionally an alias (``models:/ffn@champion``).
+git commit, data URIs) and the config YAML as an artifact. A trained network is logged as safe
+files (:mod:`ffnops.ffn.networks`), registered under a name, given the settings inference needs
+as version tags, and optionally an alias (``models:/ffn@champion``).
 """
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import mlflow
-import numpy as np
 import torch
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.models import infer_signature
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pytorch_lightning.loggers import MLFlowLogger
 
 from ffnops import __version__
 from ffnops.errors import FfnopsError
 from ffnops.ffn.model_settings import ModelSettings
+from ffnops.ffn.networks import FORMAT, save_network
 
 MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"  # what the MLflow UI nests child runs by
+MODEL_ARTIFACT = "model"  # the run's artifact folder a registered version points at
+MODEL_FORMAT_TAG = "ffnops.model_format"  # version tag: how the version's files are stored
 
 
 def check_tracking_uri(uri: str) -> None:
@@ -43,9 +46,37 @@ def check_tracking_uri(uri: str) -> None:
             urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).close()
         except (urllib.error.URLError, OSError) as exc:
             raise FfnopsError(
-                f"tracking URI {uri} is unreachable ({exc}); start `mlflow server` there or "
+                f"tracking URI {uri} is unreachable ({exc}); start `ffnops server` there or "
                 "use tracking=local (a sqlite file, no server)"
             ) from None
+        try:  # the credentials, before any work (a server with basic-auth refuses none or bad)
+            MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        except MlflowException as exc:
+            raise FfnopsError(server_refusal(exc, uri) or str(exc).splitlines()[0]) from None
+
+
+_ENDPOINT = re.compile(r"endpoint (?P<endpoint>/\S+) failed")
+
+
+def server_refusal(exc: MlflowException, uri: str | None) -> str | None:
+    """One line for a tracking server's refusal (credentials, permission), or None if it is
+    another error. Names the server, the user and what was refused (docs/team.md)."""
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    where = uri or "the tracking server"
+    endpoint = _ENDPOINT.search(str(exc))
+    what = f" ({endpoint['endpoint']})" if endpoint else ""
+    if exc.error_code == "UNAUTHENTICATED":
+        given = f"user {user!r}" if user else "no user (MLFLOW_TRACKING_USERNAME is not set)"
+        return (
+            f"{where} refused the credentials of {given}{what}: set MLFLOW_TRACKING_USERNAME "
+            "and MLFLOW_TRACKING_PASSWORD to an account on that server (docs/team.md)"
+        )
+    if exc.error_code == "PERMISSION_DENIED":
+        return (
+            f"{where} refused user {user!r} permission{what}: ask a user with MANAGE on the "
+            "experiment or registered model (or the admin) for EDIT (docs/team.md, Permissions)"
+        )
+    return None
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -120,42 +151,35 @@ def register_model(
     settings: ModelSettings | Mapping[str, Any],
     alias: str | None = None,
     description: str | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> ModelVersion:
     """Logs ``model`` in the run, registers a new version with ``settings`` as tags, sets alias.
 
-    ``settings`` are what inference needs (:class:`ModelSettings`: fov_size, deltas,
-    image_mean, ...; a mapping is converted); they are stored as version tags ``ffnops.<key>``
-    and in the logged model's metadata.
+    The network is stored without pickle (:mod:`ffnops.ffn.networks`: ``model/network.json``
+    and ``model/weights.safetensors`` in the run's artifacts, uploaded through the tracking
+    server when there is one). ``settings`` are what inference needs (:class:`ModelSettings`:
+    fov_size, deltas, image_mean, ...; a mapping is converted), stored as version tags
+    ``ffnops.<key>``; ``tags`` are further version tags (provenance).
     """
     if not isinstance(settings, ModelSettings):
         settings = ModelSettings.from_dict(settings, f"settings of {model_name}")
-    mlflow.set_tracking_uri(tracking_uri)
-    fov = list(settings.fov_size)
-    model = model.to("cpu").eval()
-    example = np.zeros((1, 2, *fov), dtype=np.float32)
-    with torch.no_grad():
-        output = model(torch.from_numpy(example)).numpy()
-    signature = infer_signature(example, output)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pytorch.log_model(
-            model,
-            name="model",
-            signature=signature,
-            registered_model_name=model_name,
-            metadata={"ffnops": {**settings.extra, **asdict(settings), "extra": None}},
-            # pickle keeps the ffnops class (and its fov_size/deltas) on load; pt2 would trace it.
-            serialization_format="pickle",
-            pip_requirements=[
-                f"ffnops=={__version__}",
-                f"torch=={torch.__version__.split('+')[0]}",
-            ],
-        )
     client = MlflowClient(tracking_uri=tracking_uri)
-    version = str(info.registered_model_version)
-    for key, value in settings.to_tags().items():
-        client.set_model_version_tag(model_name, version, key, value)
-    if description:
-        client.update_model_version(model_name, version, description=description)
+    with tempfile.TemporaryDirectory(prefix="ffnops-model-") as folder:
+        save_network(model.to("cpu").eval(), Path(folder))
+        client.log_artifacts(run_id, folder, MODEL_ARTIFACT)
+    try:
+        client.create_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    source = f"{client.get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT}"
+    version = client.create_model_version(
+        model_name,
+        source,
+        run_id=run_id,
+        tags={**settings.to_tags(), **(tags or {}), MODEL_FORMAT_TAG: FORMAT},
+        description=description,
+    )
     if alias:
-        client.set_registered_model_alias(model_name, alias, version)
-    return client.get_model_version(model_name, version)
+        client.set_registered_model_alias(model_name, alias, version.version)
+    return client.get_model_version(model_name, version.version)

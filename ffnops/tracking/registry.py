@@ -1,9 +1,16 @@
-"""Loading a registered model (``models:/name@alias`` or ``models:/name/3``) with its settings."""
+"""Loading a registered model (``models:/name@alias`` or ``models:/name/3``) with its settings.
+
+The network is rebuilt from its safe files (:mod:`ffnops.ffn.networks`); no code from the
+registry runs. A version registered before that format (a pickled module) still loads, through
+the weights-only unpickler, with a warning saying how to register it again.
+"""
 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import torch
@@ -12,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from ffnops.errors import FfnopsError
 from ffnops.ffn.model_settings import ModelSettings
+from ffnops.ffn.networks import UnsafeModelFile, is_saved_network, load_network, load_pickled
 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
@@ -54,10 +62,42 @@ def load_registered_model(tracking_uri: str, model_uri: str) -> RegisteredModel:
             f"model={model_uri}: not registered in {tracking_uri}; registered models: "
             f"{_registered_listing(client)}"
         ) from None
-    mlflow.set_tracking_uri(tracking_uri)
-    model = mlflow.pytorch.load_model(f"models:/{name}/{version.version}", map_location="cpu")
+    model = load_version_network(tracking_uri, name, str(version.version))
     try:
         settings = ModelSettings.from_tags(version.tags, f"{model_uri} (version {version.version})")
     except ValueError as exc:
         raise FfnopsError(str(exc)) from None
     return RegisteredModel(model, name, str(version.version), model_uri, settings)
+
+
+class PickledModelWarning(UserWarning):
+    """A registered version stored as a pickle (registered before ffnops's safe model files)."""
+
+
+def load_version_network(tracking_uri: str, name: str, version: str) -> torch.nn.Module:
+    """The network of ``models:/name/version``, built from its files without running their code."""
+    mlflow.set_tracking_uri(tracking_uri)  # models:/ URIs resolve through the current store
+    try:
+        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}"))
+    except (MlflowException, OSError) as exc:
+        raise FfnopsError(
+            f"models:/{name}/{version}: its files do not download from {tracking_uri} "
+            f"({str(exc).splitlines()[0]})"
+        ) from None
+    try:
+        if is_saved_network(folder):
+            return load_network(folder)
+        pickled = folder / "data" / "model.pth"
+        if not pickled.is_file():
+            raise UnsafeModelFile("no network.json (nor a legacy data/model.pth) in its files")
+        model = load_pickled(pickled)
+    except UnsafeModelFile as exc:
+        raise FfnopsError(f"models:/{name}/{version}: {exc}") from None
+    warnings.warn(
+        f"models:/{name}/{version} is stored as a pickle (registered before ffnops's safe model "
+        f"files); it was read by the weights-only unpickler. Register it again without pickle: "
+        f"`ffnops models {name} resave={version}` (docs/team.md)",
+        PickledModelWarning,
+        stacklevel=2,
+    )
+    return model

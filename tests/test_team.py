@@ -1,0 +1,302 @@
+"""Team mode against a real ``mlflow server`` started by ``ffnops server`` (docs/team.md):
+PostgreSQL store, artifacts served through the server, basic-auth, users with permissions.
+
+One server for the module; admin, ``alice`` (works: she owns the experiments she creates) and
+``bob`` (granted READ on alice's inference experiment, nothing else) sign in to it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy
+from commands import ffnops, free_port
+from mlflow.server.auth.client import AuthServiceClient
+from mlflow.tracking import MlflowClient
+from servers import ADMIN, REQUIRE_ENV, TeamServer, postgres, postgres_bin, team_server
+
+from ffnops.ffn.model import ConvStack3DFFNModel
+from ffnops.ffn.oracle import OracleFFN
+from ffnops.sample_data import sample_path
+from ffnops.tracking.mlflow_tracking import MODEL_FORMAT_TAG, register_model
+from ffnops.tracking.registry import load_registered_model
+from ffnops.volumes import open_volume
+
+SAMPLE = sample_path("fib25_crop.h5")
+LABELS = f"h5://{SAMPLE}#labels"
+ALICE = ("alice", "alice-password-123")
+BOB = ("bob", "bob-password-1234")
+ORACLE_SETTINGS = {
+    "fov_size": [17, 17, 17],
+    "deltas": [4, 4, 4],
+    "image_mean": 0.0,
+    "image_stddev": 1.0,
+    "pad_value": 0.05,
+    "init_activation": 0.95,
+    "move_threshold": 0.9,
+}
+
+
+@contextmanager
+def signed_in(user: tuple[str, str]) -> Iterator[None]:
+    """This test process's MLflow client signed in as ``user`` (restored afterwards)."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = user
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamServer]:
+    folder = tmp_path_factory.mktemp("team")
+    if postgres_bin() is None:
+        assert os.environ.get(REQUIRE_ENV) != "require", "PostgreSQL is required here"
+        stores = (f"sqlite:///{folder}/mlflow.db", f"sqlite:///{folder}/auth.db")
+        with team_server(folder, *stores) as running:
+            yield running
+        return
+    with (
+        postgres() as cluster,
+        team_server(folder, f"{cluster}/mlflow", f"{cluster}/mlflow_auth") as running,
+    ):
+        yield running
+
+
+@pytest.fixture(scope="module")
+def team(server: TeamServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Users alice and bob, and the oracle registered by the admin as models:/oracle@truth."""
+    with signed_in(ADMIN):
+        auth = AuthServiceClient(server.url)
+        auth.create_user(*ALICE)
+        auth.create_user(*BOB)
+        client = MlflowClient(server.url)
+        run = client.create_run(client.create_experiment("models"))
+        register_model(server.url, run.info.run_id, OracleFFN(17, 4), "oracle", ORACLE_SETTINGS)
+        client.set_registered_model_alias("oracle", "truth", "1")
+        client.set_terminated(run.info.run_id)
+    return tmp_path_factory.mktemp("work")
+
+
+def refused_in_one_line(proc: subprocess.CompletedProcess[str]) -> bool:
+    """Exit status 2, one error line, no traceback (MLflow's download bars may come before)."""
+    errors = [line for line in proc.stderr.splitlines() if ": error: " in line]
+    return proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr
+
+
+def on_server(server: TeamServer, *args: str) -> list[str]:
+    return [*args, "tracking=server", f"tracking.tracking_uri={server.url}"]
+
+
+def infer_args(server: TeamServer, output: Path, *extra: str) -> list[str]:
+    return on_server(
+        server,
+        "infer",
+        "model=models:/oracle@truth",
+        f"image={LABELS}",
+        f"output=zarr://{output}",
+        f"groundtruth={LABELS}",
+        "bbox=0:48,0:48,0:48",
+        "inference.min_segment_size=100",
+        "inference.seed_policy=grid",
+        *extra,
+    )
+
+
+@pytest.fixture(scope="module")
+def inferred(server: TeamServer, team: Path) -> str:
+    """alice's inference run from models:/oracle@truth, published, scored ("gate-eval")."""
+    args = infer_args(server, team / "seg.zarr", "tracking.run_name=gate-eval")
+    proc = ffnops(*args, cwd=team, env=server.env(*ALICE))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with signed_in(ALICE):
+        client = MlflowClient(server.url)
+        experiment = client.get_experiment_by_name("inference")
+        (run,) = client.search_runs([experiment.experiment_id])
+    return str(run.info.run_id)
+
+
+def test_the_store_is_the_database_it_was_given(server: TeamServer, inferred: str) -> None:
+    if not server.store_uri.startswith("postgresql://"):
+        pytest.skip("PostgreSQL is not installed here: the server ran on sqlite")
+    engine = sqlalchemy.create_engine(server.store_uri)
+    with engine.connect() as db:
+        runs = db.execute(sqlalchemy.text("select run_uuid from runs")).scalars().all()
+        versions = db.execute(sqlalchemy.text("select name from model_versions")).scalars().all()
+    assert inferred in runs and "oracle" in versions
+
+
+def test_infer_from_an_alias_logs_everything_through_the_server(
+    server: TeamServer, team: Path, inferred: str
+) -> None:
+    with signed_in(ALICE):
+        client = MlflowClient(server.url)
+        run = client.get_run(inferred)
+        names = {a.path for a in client.list_artifacts(inferred)}
+        views = {a.path for a in client.list_artifacts(inferred, "neuroglancer")}
+    assert run.data.tags["ffnops.model_version"] == "1"
+    assert run.data.metrics["eval/adapted_rand_error"] < 0.05  # the oracle on its own labels
+    assert {"segmentation_overlay.png", "neuroglancer_state.json", "evaluation"} <= names
+    assert {"neuroglancer/image", "neuroglancer/segmentation"} <= views
+    assert run.info.artifact_uri.startswith("mlflow-artifacts:/")  # uploaded to the server ...
+    stored = list(server.artifacts.rglob(f"{inferred}/artifacts/segmentation_overlay.png"))
+    assert len(stored) == 1 and stored[0].read_bytes()[:4] == b"\x89PNG"  # ... which stores it
+    assert not (team / "mlruns").exists() and not (team / "mlartifacts").exists()
+    with open_volume(f"zarr://{team / 'seg.zarr'}") as volume:
+        assert len(np.unique(volume.read())) >= 3
+
+
+def test_evaluate_and_view_read_the_run_from_the_server(
+    server: TeamServer, team: Path, inferred: str
+) -> None:
+    seg = f"zarr://{team / 'seg.zarr'}"
+    proc = ffnops(
+        *on_server(server, "evaluate", f"seg={seg}", f"gt={LABELS}", "bbox=0:48,0:48,0:48"),
+        cwd=team,
+        env=server.env(*ALICE),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with signed_in(ALICE):
+        client = MlflowClient(server.url)
+        (run,) = client.search_runs([client.get_experiment_by_name("evaluation").experiment_id])
+    assert run.data.metrics["eval/adapted_rand_error"] < 0.05
+    proc = ffnops(
+        *on_server(server, "view", inferred, "timeout_s=1", f"viewer.port={free_port()}"),
+        cwd=team,
+        env=server.env(*BOB),  # reading is what the default permission (READ) allows
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "#!" in proc.stdout  # a neuroglancer link with its state
+
+
+def test_import_and_train_register_safe_models_on_the_server(
+    server: TeamServer, team: Path
+) -> None:
+    env = server.env(*ALICE)
+    proc = ffnops(
+        *on_server(server, "import-checkpoint", "google", "model_name=google", "alias=baseline"),
+        cwd=team,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for step in (
+        ["partitions", "lom_radius=[8,8,8]", "min_size=1000"],
+        ["coordinates", "margin=[16,16,16]", "max_per_partition=50"],
+    ):
+        assert ffnops(*step, cwd=team).returncode == 0
+    train = on_server(
+        server,
+        "train",
+        "model=tiny",
+        "data.max_val_examples=2",
+        "data.num_workers=0",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "trainer.enable_model_summary=false",
+        "tracking.model_name=tiny",
+        "tracking.alias=candidate",
+    )
+    proc = ffnops(*train, cwd=team, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with signed_in(ALICE):
+        google = load_registered_model(server.url, "models:/google@baseline")
+        tiny = load_registered_model(server.url, "models:/tiny@candidate")
+        version = MlflowClient(server.url).get_model_version("tiny", tiny.version)
+    assert isinstance(google.model, ConvStack3DFFNModel) and google.model.depth == 12
+    assert isinstance(tiny.model, ConvStack3DFFNModel) and tiny.settings.fov_size == (17, 17, 17)
+    assert version.tags[MODEL_FORMAT_TAG] == "ffnops-network/1"
+    assert len(list(server.artifacts.rglob("weights.safetensors"))) >= 3  # oracle, google, tiny
+    assert not (team / "mlruns").exists()
+
+
+def test_refusals_are_one_line_naming_the_server(
+    server: TeamServer, team: Path, inferred: str
+) -> None:
+    listing = on_server(server, "models", "oracle")
+    proc = ffnops(*listing, cwd=team, env=server.env(None, None))
+    assert refused_in_one_line(proc), proc.stderr
+    assert server.url in proc.stderr and "no user" in proc.stderr
+    proc = ffnops(*listing, cwd=team, env=server.env(ALICE[0], "not-her-password"))
+    assert proc.returncode == 2 and "credentials of user 'alice'" in proc.stderr, proc.stderr
+    # bob holds READ on alice's inference experiment: he cannot log a run to it
+    with signed_in(ALICE):
+        experiment = MlflowClient(server.url).get_experiment_by_name("inference")
+        AuthServiceClient(server.url).grant_user_permission(
+            "bob", "experiment", experiment.experiment_id, "READ"
+        )
+    proc = ffnops(*infer_args(server, team / "bob.zarr"), cwd=team, env=server.env(*BOB))
+    assert refused_in_one_line(proc), proc.stderr
+    assert "refused user 'bob' permission" in proc.stderr and "runs/create" in proc.stderr
+    # nor move an alias of the admin's model
+    promote = on_server(server, "promote", "models:/oracle/1", "champion")
+    proc = ffnops(*promote, cwd=team, env=server.env(*BOB))
+    assert proc.returncode == 2 and "refused user 'bob' permission" in proc.stderr, proc.stderr
+    down = f"http://127.0.0.1:{free_port()}"
+    proc = ffnops("models", "oracle", f"tracking.tracking_uri={down}", cwd=team)
+    assert proc.returncode == 2 and f"{down} is unreachable" in proc.stderr, proc.stderr
+
+
+def test_promote_on_the_server_records_who_and_gates_a_worse_version(
+    server: TeamServer, team: Path, inferred: str
+) -> None:
+    with signed_in(ADMIN):
+        client = MlflowClient(server.url)
+        run = client.create_run(client.get_experiment_by_name("models").experiment_id)
+        worse = ConvStack3DFFNModel(17, 4, depth=1, features=2)  # random weights
+        register_model(server.url, run.info.run_id, worse, "oracle", ORACLE_SETTINGS)
+        client.set_registered_model_alias("oracle", "candidate", "2")
+        client.set_terminated(run.info.run_id)
+    args = infer_args(server, team / "v2.zarr", "tracking.run_name=gate-eval")
+    args[args.index("model=models:/oracle@truth")] = "model=models:/oracle@candidate"
+    proc = ffnops(*args, cwd=team, env=server.env(*ALICE))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    env = server.env(*ADMIN)
+    gate = ["evaluation=gate-eval", "reason=oracle is exact"]
+    promote = on_server(server, "promote", "models:/oracle/1", "champion", *gate)
+    proc = ffnops(*promote, cwd=team, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    promote[1] = "models:/oracle/2"
+    proc = ffnops(*promote, cwd=team, env=env)
+    assert proc.returncode == 2 and "worse than the holder's" in proc.stderr, proc.stderr
+    with signed_in(ADMIN):
+        client = MlflowClient(server.url)
+        assert client.get_model_version_by_alias("oracle", "champion").version == "1"
+        tags = client.get_model_version("oracle", "1").tags
+    assert tags["ffnops.promoted.champion.by"] == "admin"
+    assert tags["ffnops.promoted.champion.from_version"] == "none"
+    assert tags["ffnops.promoted.champion.reason"] == "oracle is exact"
+    assert "eval/adapted_rand_error=" in tags["ffnops.promoted.champion.score"]
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "message"),
+    [
+        ({"MLFLOW_FLASK_SERVER_SECRET_KEY": ""}, [], "MLFLOW_FLASK_SERVER_SECRET_KEY is not set"),
+        ({"MLFLOW_AUTH_ADMIN_PASSWORD": "short"}, [], "at least 12 characters"),
+        ({}, ["backend_store_uri=file:///tmp/runs"], "expected a database URI"),
+        ({}, ["backend_store_uri=postgresql://postgres@127.0.0.1:{port}/mlflow"], "cannot connect"),
+    ],
+)
+def test_the_server_checks_its_secrets_and_stores_before_starting(
+    tmp_path: Path, env: dict[str, str], args: list[str], message: str
+) -> None:
+    environ = {
+        **os.environ,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "key",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1],
+        **env,
+    }
+    args = [a.format(port=free_port()) for a in args]
+    proc = ffnops("server", *args, f"port={free_port()}", cwd=tmp_path, env=environ)
+    assert refused_in_one_line(proc) and message in proc.stderr, proc.stderr
