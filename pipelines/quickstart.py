@@ -314,7 +314,10 @@ class Quickstart:
         )
         print(f"\nchampion: models:/{self.name}@champion -> version {best.version} ({best.label})")
         print("\nLook at:")
-        print(f"  mlflow ui --backend-store-uri {self.tracking_uri}")
+        if self.tracking_uri.startswith(("http://", "https://")):
+            print(f"  {self.tracking_uri} (the team's MLflow UI)")
+        else:
+            print(f"  mlflow ui --backend-store-uri {self.tracking_uri}")
         print(f"    experiment {self.experiment!r}: tick the two 'infer' runs, then Compare")
         for r in results:
             print(f"  ffnops view {r.run_id}    # {r.label}: neuroglancer, then open the link:")

@@ -282,6 +282,7 @@ def test_a_killed_worker_is_replaced_and_the_result_is_identical(
     np.testing.assert_array_equal(read(world, "worker_killed.zarr"), stitched)
 
 
+@pytest.mark.slow  # about 90 s; benchmarks/blockwise.py --part memory measures the same
 def test_a_workers_memory_does_not_grow_with_the_volume(tmp_path: Path) -> None:
     """Same 64^3 blocks over a 128^3 and a 256^3 volume: a worker that read the whole volume
     would hold 256^3 float32 (64 MiB) more for the image alone, plus the canvas's arrays."""
@@ -377,6 +378,7 @@ def test_workers_started_through_a_spawn_command_give_the_same_result(
     assert len(lines) >= 3 and all("-m ffnops_plugins.daisy_executor" in x for x in lines)
 
 
+@pytest.mark.slow  # about 85 s; test_stitching.py tests the rules themselves by default
 def test_the_stitching_thresholds_decide_what_is_joined_and_kept_blocks_restitch(
     world: dict[str, object], stitched: np.ndarray
 ) -> None:

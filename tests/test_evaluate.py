@@ -219,7 +219,11 @@ def test_without_ground_truth_evaluate_logs_the_queue_of_likely_errors(
 @pytest.mark.parametrize(
     "override, check",
     [
-        ("evaluation.skeletonize=false", lambda m, base: "eval/erl_nm" not in m),
+        pytest.param(
+            "evaluation.skeletonize=false",
+            lambda m, base: "eval/erl_nm" not in m,
+            marks=pytest.mark.slow,
+        ),
         # kimimaro's parameters are in nm too, so the skeletons change a little: not exactly 2x
         (
             "evaluation.voxel_size=[20,20,20]",
@@ -228,9 +232,10 @@ def test_without_ground_truth_evaluate_logs_the_queue_of_likely_errors(
             ),
         ),
         # only objects of at least 20,000 voxels are skeletonized: fewer skeletons, less length
-        (
+        pytest.param(
             "evaluation.skeleton_dust_voxels=20000",
             lambda m, base: m["eval/skeleton_length_nm"] < base["eval/skeleton_length_nm"],
+            marks=pytest.mark.slow,
         ),
     ],
 )

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from ffnops.sample_data import sample_path
@@ -38,6 +39,7 @@ def test_dry_run_shows_googles_settings_and_the_chosen_trainer(tmp_path: Path) -
     assert not (tmp_path / "fib25").exists()  # a dry run writes nothing
 
 
+@pytest.mark.slow  # about 80 s; the quickstart test runs the same pipeline steps by default
 def test_recipe_runs_end_to_end_and_skips_finished_steps(tmp_path: Path) -> None:
     small = [
         f"data.image=h5://{SAMPLE}#image",

@@ -17,14 +17,22 @@ import numpy as np
 import pytest
 import sqlalchemy
 from commands import ffnops, free_port
+from mlflow.exceptions import MlflowException
 from mlflow.server.auth.client import AuthServiceClient
 from mlflow.tracking import MlflowClient
 from servers import ADMIN, REQUIRE_ENV, TeamServer, postgres, postgres_bin, team_server
 
+from ffnops.errors import FfnopsError
 from ffnops.ffn.model import ConvStack3DFFNModel
 from ffnops.ffn.oracle import OracleFFN
 from ffnops.sample_data import sample_path
-from ffnops.tracking.mlflow_tracking import MODEL_FORMAT_TAG, register_model
+from ffnops.tracking.mlflow_tracking import (
+    MODEL_FORMAT_TAG,
+    check_tracking_uri,
+    register_model,
+    server_refusal,
+)
+from ffnops.tracking.promotion import promote
 from ffnops.tracking.registry import load_registered_model
 from ffnops.volumes import open_volume
 
@@ -32,6 +40,7 @@ SAMPLE = sample_path("fib25_crop.h5")
 LABELS = f"h5://{SAMPLE}#labels"
 ALICE = ("alice", "alice-password-123")
 BOB = ("bob", "bob-password-1234")
+GATE_OFF = {"evaluation": None, "metric": "eval/adapted_rand_error", "reason": None, "force": True}
 ORACLE_SETTINGS = {
     "fov_size": [17, 17, 17],
     "deltas": [4, 4, 4],
@@ -227,8 +236,9 @@ def test_refusals_are_one_line_naming_the_server(
     proc = ffnops(*listing, cwd=team, env=server.env(None, None))
     assert refused_in_one_line(proc), proc.stderr
     assert server.url in proc.stderr and "no user" in proc.stderr
-    proc = ffnops(*listing, cwd=team, env=server.env(ALICE[0], "not-her-password"))
-    assert proc.returncode == 2 and "credentials of user 'alice'" in proc.stderr, proc.stderr
+    with signed_in((ALICE[0], "not-her-password")), pytest.raises(FfnopsError) as wrong:
+        check_tracking_uri(server.url)  # what every command checks before its work
+    assert "refused the credentials of user 'alice'" in str(wrong.value)
     # bob holds READ on alice's inference experiment: he cannot log a run to it
     with signed_in(ALICE):
         experiment = MlflowClient(server.url).get_experiment_by_name("inference")
@@ -238,13 +248,16 @@ def test_refusals_are_one_line_naming_the_server(
     proc = ffnops(*infer_args(server, team / "bob.zarr"), cwd=team, env=server.env(*BOB))
     assert refused_in_one_line(proc), proc.stderr
     assert "refused user 'bob' permission" in proc.stderr and "runs/create" in proc.stderr
-    # nor move an alias of the admin's model
-    promote = on_server(server, "promote", "models:/oracle/1", "champion")
-    proc = ffnops(*promote, cwd=team, env=server.env(*BOB))
-    assert proc.returncode == 2 and "refused user 'bob' permission" in proc.stderr, proc.stderr
+    # nor move an alias of the admin's model (READ on it, the default)
+    with signed_in(BOB):
+        with pytest.raises(MlflowException) as refused:
+            promote(server.url, "models:/oracle/1", "x", **GATE_OFF)
+        message = server_refusal(refused.value, server.url)
+    assert message is not None and "refused user 'bob' permission" in message
+    assert "registered-models/alias" in message
     down = f"http://127.0.0.1:{free_port()}"
-    proc = ffnops("models", "oracle", f"tracking.tracking_uri={down}", cwd=team)
-    assert proc.returncode == 2 and f"{down} is unreachable" in proc.stderr, proc.stderr
+    with pytest.raises(FfnopsError, match=f"{down} is unreachable"):
+        check_tracking_uri(down)
 
 
 def test_promote_on_the_server_records_who_and_gates_a_worse_version(
@@ -257,17 +270,19 @@ def test_promote_on_the_server_records_who_and_gates_a_worse_version(
         register_model(server.url, run.info.run_id, worse, "oracle", ORACLE_SETTINGS)
         client.set_registered_model_alias("oracle", "candidate", "2")
         client.set_terminated(run.info.run_id)
-    args = infer_args(server, team / "v2.zarr", "tracking.run_name=gate-eval")
-    args[args.index("model=models:/oracle@truth")] = "model=models:/oracle@candidate"
-    proc = ffnops(*args, cwd=team, env=server.env(*ALICE))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+        # version 2's score on the same evaluation, as its `ffnops infer` run would log it
+        tags = {"ffnops.model_name": "oracle", "ffnops.model_version": "2"}
+        experiment = client.get_experiment_by_name("inference").experiment_id
+        scored = client.create_run(experiment, run_name="gate-eval", tags=tags)
+        client.log_metric(scored.info.run_id, "eval/adapted_rand_error", 0.5)
+        client.set_terminated(scored.info.run_id)
     env = server.env(*ADMIN)
     gate = ["evaluation=gate-eval", "reason=oracle is exact"]
-    promote = on_server(server, "promote", "models:/oracle/1", "champion", *gate)
-    proc = ffnops(*promote, cwd=team, env=env)
+    command = on_server(server, "promote", "models:/oracle/1", "champion", *gate)
+    proc = ffnops(*command, cwd=team, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    promote[1] = "models:/oracle/2"
-    proc = ffnops(*promote, cwd=team, env=env)
+    command[1] = "models:/oracle/2"
+    proc = ffnops(*command, cwd=team, env=env)
     assert proc.returncode == 2 and "worse than the holder's" in proc.stderr, proc.stderr
     with signed_in(ADMIN):
         client = MlflowClient(server.url)
@@ -300,3 +315,22 @@ def test_the_server_checks_its_secrets_and_stores_before_starting(
     args = [a.format(port=free_port()) for a in args]
     proc = ffnops("server", *args, f"port={free_port()}", cwd=tmp_path, env=environ)
     assert refused_in_one_line(proc) and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_the_quickstart_runs_against_the_server(server: TeamServer, team: Path) -> None:
+    folder = team / "quickstart"
+    folder.mkdir()
+    small = ["train.max_steps=1", "train.batch_size=1", "quickstart.eval_box=120:160,36:92,36:92"]
+    proc = ffnops(
+        *on_server(server, "quickstart", *small), cwd=folder, env=server.env(*ALICE), timeout=1800
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"{server.url} (the team's MLflow UI)" in proc.stdout
+    with signed_in(ALICE):
+        client = MlflowClient(server.url)
+        champion = client.get_model_version_by_alias("fib25_quickstart", "champion")
+        runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+    assert champion.tags[MODEL_FORMAT_TAG] == "ffnops-network/1"
+    assert {"infer-baseline", "infer-finetuned"} <= {r.info.run_name for r in runs}
+    assert not (folder / "mlruns").exists() and not (folder / "mlflow.db").exists()

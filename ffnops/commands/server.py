@@ -118,7 +118,7 @@ def server_command(settings: ServerCommand) -> list[str]:
         str(settings.workers),
     ]
     if settings.allowed_hosts:
-        command += ["--allowed-hosts", settings.allowed_hosts]
+        command += ["--allowed-hosts", ",".join(settings.allowed_hosts)]
     return command
 
 

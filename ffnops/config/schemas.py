@@ -438,7 +438,7 @@ class ServerCommand:
     workers: int = 2
     default_permission: str = "READ"  # what a signed-in user may do without a grant
     admin_username: str = "admin"
-    allowed_hosts: str | None = None  # Host headers besides localhost/private IPs (compose names)
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names besides localhost/LAN IPs
     dry_run: bool = False  # check and print the server command, do not start it
 
 
