@@ -334,3 +334,38 @@ def test_the_quickstart_runs_against_the_server(server: TeamServer, team: Path) 
     assert champion.tags[MODEL_FORMAT_TAG] == "ffnops-network/1"
     assert {"infer-baseline", "infer-finetuned"} <= {r.info.run_name for r in runs}
     assert not (folder / "mlruns").exists() and not (folder / "mlflow.db").exists()
+
+
+def test_the_server_settings_reach_mlflow_and_its_auth_config(tmp_path: Path) -> None:
+    environ = {
+        **os.environ,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "key",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1],
+    }
+    settings = [
+        f"backend_store_uri=sqlite:///{tmp_path}/m.db",
+        f"auth_database_uri=sqlite:///{tmp_path}/a.db",
+        f"artifacts_destination={tmp_path}/art",
+        f"state_dir={tmp_path}/state",
+        f"port={free_port()}",
+        "workers=3",
+        "default_permission=NO_PERMISSIONS",
+        "admin_username=boss",
+        "allowed_hosts=[mlflow:5000,lab.example:443]",
+    ]
+    proc = ffnops("server", *settings, "dry_run=true", cwd=tmp_path, env=environ)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    command = proc.stdout.strip().splitlines()[-1].split()
+    assert command[1:3] == ["server", "--backend-store-uri"] and "--serve-artifacts" in command
+    for flag, value in (
+        ("--workers", "3"),
+        ("--allowed-hosts", "mlflow:5000,lab.example:443"),
+        ("--artifacts-destination", f"{tmp_path}/art"),
+        ("--app-name", "basic-auth"),
+        ("--host", "127.0.0.1"),
+    ):
+        assert command[command.index(flag) + 1] == value
+    auth = (tmp_path / "state" / "basic_auth.ini").read_text()
+    assert "default_permission = NO_PERMISSIONS" in auth and "admin_username = boss" in auth
+    assert f"database_uri = sqlite:///{tmp_path}/a.db" in auth and ADMIN[1] not in auth
+    assert (tmp_path / "art").is_dir()
