@@ -220,6 +220,8 @@ def test_promotion_moves_the_alias_records_it_and_its_gate_refuses_a_worse_versi
     rows = {r.version: r for r in version_rows(uri, "ffn", "eval/adapted_rand_error")}
     assert rows[worse].aliases == ("champion",) and rows[better].score is not None
     assert rows[better].score.value == 0.20 and rows[unscored].score is None
+    # `ffnops models score=`: the column shows that metric (no run here logged eval/nerl)
+    assert all(r.score is None for r in version_rows(uri, "ffn", "eval/nerl"))
     with pytest.raises(FfnopsError, match="metric='eval/speed'"):
         promote(uri, f"models:/ffn/{first}", "other", **{**common, "metric": "eval/speed"})
 
