@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from commands import ffnops
 from mlflow.tracking import MlflowClient
 
 from ffnops.data.dataset import Dataset
@@ -34,16 +35,6 @@ QUICK = [
     "trainer.val_check_interval=10",
     "trainer.enable_model_summary=false",
 ]
-
-
-def ffnops(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ffnops", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from ffnops.errors import FfnopsError
 from ffnops.tracking.mlflow_tracking import MODEL_FORMAT_TAG
+from ffnops.tracking.registry import find_version
 
 # Metrics the gate can compare, and which way is better (ffnops.ffn.metrics, ffnops.evaluation).
 LOWER_IS_BETTER = (
@@ -38,7 +38,6 @@ LOWER_IS_BETTER = (
 )
 HIGHER_IS_BETTER = ("erl_nm", "nerl")
 PROMOTED_TAG = "ffnops.promoted"  # + ".<alias>.by|at|from_version|reason|score"
-_VERSION_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
 @dataclass(frozen=True)
@@ -67,22 +66,6 @@ def lower_is_better(metric: str) -> bool:
 def current_user() -> str:
     """Who is acting: the tracking server's user name if one is set, else the login name."""
     return os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser()
-
-
-def resolve_version(client: MlflowClient, model_uri: str) -> ModelVersion:
-    match = _VERSION_URI.match(model_uri)
-    if not match:
-        raise FfnopsError(
-            f"model_uri={model_uri!r}: expected models:/NAME/VERSION or models:/NAME@ALIAS"
-        )
-    try:
-        if match["alias"]:
-            return client.get_model_version_by_alias(match["name"], match["alias"])
-        return client.get_model_version(match["name"], match["version"])
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            raise FfnopsError(f"{model_uri} is not registered") from None
-        raise
 
 
 def holder(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
@@ -162,7 +145,7 @@ def promote(
 ) -> Promotion:
     """Moves ``alias`` to ``model_uri``'s version unless the gate refuses (see module doc)."""
     client = MlflowClient(tracking_uri=tracking_uri)
-    version = resolve_version(client, model_uri)
+    version = find_version(client, model_uri, tracking_uri)
     name, number = version.name, str(version.version)
     previous = holder(client, name, alias)
     before = str(previous.version) if previous is not None else None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import mlflow
 import torch
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -43,25 +44,33 @@ def _registered_listing(client: MlflowClient) -> str:
     return "; ".join(entries) or "none"
 
 
-def load_registered_model(tracking_uri: str, model_uri: str) -> RegisteredModel:
-    """Loads the network of ``model_uri``; a wrong name or alias lists what is registered."""
+def find_version(client: MlflowClient, model_uri: str, tracking_uri: str) -> ModelVersion:
+    """The version ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` names; a wrong name or
+    alias lists what is registered. A server's refusal (credentials, permission) is raised as
+    it is, for the command line to report (docs/team.md)."""
     match = _MODEL_URI.match(model_uri)
     if not match:
         raise FfnopsError(
             f"model={model_uri!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION"
         )
-    client = MlflowClient(tracking_uri=tracking_uri)
-    name = match["name"]
     try:
         if match["alias"]:
-            version = client.get_model_version_by_alias(name, match["alias"])
-        else:
-            version = client.get_model_version(name, match["version"])
-    except MlflowException:
+            return client.get_model_version_by_alias(match["name"], match["alias"])
+        return client.get_model_version(match["name"], match["version"])
+    except MlflowException as exc:
+        if exc.error_code in ("UNAUTHENTICATED", "PERMISSION_DENIED"):
+            raise
         raise FfnopsError(
             f"model={model_uri}: not registered in {tracking_uri}; registered models: "
             f"{_registered_listing(client)}"
         ) from None
+
+
+def load_registered_model(tracking_uri: str, model_uri: str) -> RegisteredModel:
+    """Loads the network of ``model_uri`` (:func:`find_version`) with its settings."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    version = find_version(client, model_uri, tracking_uri)
+    name = version.name
     model = load_version_network(tracking_uri, name, str(version.version))
     try:
         settings = ModelSettings.from_tags(version.tags, f"{model_uri} (version {version.version})")
