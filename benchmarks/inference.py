@@ -48,7 +48,8 @@ from ffnops.ffn.metrics import score_segmentation
 from ffnops.ffn.options import InferenceOptions
 from ffnops.ffn.predictor import TorchPredictor
 from ffnops.ffn.seeds import peak_seeds
-from ffnops.interop.google import model_from_checkpoint, parse_text_proto, request_settings
+from ffnops.interop.google import model_from_checkpoint
+from ffnops.interop.inference_request import read_request, request_settings
 from ffnops.interop.tf_checkpoint import read_checkpoint
 from ffnops.sample_data import GOOGLE_FIB25_CHECKPOINT, GOOGLE_FIB25_REQUEST, sample_path
 from ffnops.volume import BBox
@@ -147,7 +148,7 @@ def main() -> None:
 
     box = BBox.parse(args.box)
     raw, labels, image_uri = load_data(box, args.image)
-    request = request_settings(parse_text_proto(GOOGLE_FIB25_REQUEST.read_text()))
+    request = request_settings(read_request(GOOGLE_FIB25_REQUEST))
     options = InferenceOptions(
         **{k: v for k, v in request.items() if k not in ("image_mean", "image_stddev")}
     )

@@ -2,7 +2,10 @@
 
 Each command has a top-level config of the same name in ``conf/`` and a ``run(cfg)`` function in
 ``ffnops.commands``; modules are imported only when their command runs, so ``ffnops --help`` is
-quick. Errors caused by input (:class:`ffnops.errors.FfnopsError`) print one line and exit 2.
+quick. Errors caused by input (:class:`ffnops.errors.FfnopsError`) print one line and exit 2, and
+so do the operating system's (a file that cannot be read or written, a full disk, ``OSError``).
+SIGTERM becomes ``SystemExit`` and Ctrl-C a one-line "interrupted": either way every ``finally``
+and ``with`` block runs, so locks, partial outputs and temporary copies are removed.
 Extra config directories come from ``FFNOPS_CONFIG_PATH`` (``os.pathsep``-separated) and from the
 ``ffnops_config_dirs`` hook; they are searched before ffnops's own ``conf/``.
 """
@@ -12,7 +15,9 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +28,9 @@ CONFIG_PATH_ENV = "FFNOPS_CONFIG_PATH"
 # Set while a command runs, so processes that re-run this program with only the overrides
 # (Lightning's DDP launcher starts one per extra device) know which command they are.
 COMMAND_ENV = "FFNOPS_COMMAND"
+# Set (to anything) to see the traceback behind an operating-system error's one line.
+TRACEBACK_ENV = "FFNOPS_TRACEBACK"
+_MAIN_PID = os.getpid()  # set again when a command starts
 
 
 @dataclass(frozen=True)
@@ -157,6 +165,7 @@ def config_search_path() -> list[str]:
 
 _OVERRIDE = re.compile(r"^(?P<key>[+~]{0,2}[\w.\-/@]+)=(?P<value>[^'\"{}]*)$")
 _BBOX = re.compile(r"^\s*\d+:\d+\s*,\s*\d+:\d+\s*,\s*\d+:\d+\s*$")
+_BOX_KEY = re.compile(r"(^|[._])(bbox|\w+_box)$")
 
 
 def _quote(value: str) -> str:
@@ -179,6 +188,8 @@ def quote_values(overrides: Sequence[str]) -> list[str]:
             value = match["value"]
             if value.startswith("[") and value.endswith("]") and "#" in value:
                 value = "[" + ",".join(_quote(v.strip()) for v in value[1:-1].split(",")) + "]"
+            elif _BOX_KEY.search(match["key"]) and value and value != "null":
+                value = f"'{value}'"  # a box, however malformed, is a string for BBox.parse
             elif "[" not in value:
                 value = _quote(value)
             item = f"{match['key']}={value}"
@@ -205,7 +216,9 @@ def config_dir() -> Path:
 def run_command(command: Command, overrides: Sequence[str]) -> None:
     """Runs one command as a Hydra app with ``overrides`` as its command line."""
     import hydra
+    from hydra.errors import HydraException
     from omegaconf import DictConfig
+    from omegaconf.errors import OmegaConfBaseException
 
     from ffnops.config.store import register_configs
     from ffnops.errors import FfnopsError
@@ -215,23 +228,113 @@ def run_command(command: Command, overrides: Sequence[str]) -> None:
 
     @hydra.main(version_base="1.3", config_path=conf_dir, config_name=command.name)
     def app(cfg: DictConfig) -> None:
+        def fail(message: str, code: int = 2) -> None:
+            if os.environ.get(TRACEBACK_ENV):
+                raise  # the exception being handled, with its traceback
+            print(f"ffnops {command.name}: {message}", file=sys.stderr)
+            if code == 2:
+                _remove_empty_run_dir(started)
+            sys.exit(code)
+
         try:
             command.load()(cfg)
         except FfnopsError as exc:
-            print(f"ffnops {command.name}: error: {exc}", file=sys.stderr)
-            sys.exit(2)
+            fail(f"error: {exc}")
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except BrokenPipeError:
+            # The reader of our output went away (`ffnops plugins | head`): not an error.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
+        except (HydraException, OmegaConfBaseException) as exc:
+            fail(f"error: {config_error_line(exc)}")
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"error: {where}{exc.strerror or exc}")
         except Exception as exc:
             refusal = _server_refusal(exc, cfg)
             if refusal is None:
                 raise
-            print(f"ffnops {command.name}: error: {refusal}", file=sys.stderr)
-            sys.exit(2)
+            fail(f"error: {refusal}")
 
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()  # set again when a command starts
+    started = time.time()
+    signal.signal(signal.SIGTERM, _terminated)
     search = config_search_path()
     extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
     os.environ[COMMAND_ENV] = command.name
+    # Hydra then raises its errors instead of printing them, so they become one line here.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     sys.argv = [sys.argv[0], *extra, *quote_values(overrides)]
-    app()
+    try:
+        app()
+    except (HydraException, OmegaConfBaseException) as exc:
+        print(f"ffnops {command.name}: error: {config_error_line(exc)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def config_error_line(exc: BaseException) -> str:
+    """A Hydra or OmegaConf error (a misspelt key, a wrong type, a bad override) as one line:
+    the key it concerns, then the first line of each message in its chain."""
+    parts: list[str] = []
+    key = None
+    error: BaseException | None = exc
+    while error is not None:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        for line in lines:
+            if line.startswith("full_key:"):
+                key = line.removeprefix("full_key:").strip() or key
+        if lines and lines[0] not in parts:
+            parts.append(lines[0])
+        error = error.__cause__
+    prefix = f"{key}: " if key and not any(key in p for p in parts) else ""
+    return prefix + "; ".join(parts) + " (see `ffnops COMMAND --help`, docs/configs.md)"
+
+
+def _remove_empty_run_dir(started: float) -> None:
+    """After an input error, Hydra's run folder of this command holds only its own files (the
+    composed config, an empty log): nothing to keep, so it goes, with parents it leaves empty.
+    A folder that existed before this command (``hydra.run.dir`` of an earlier run) stays."""
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        folder = Path(HydraConfig.get().runtime.output_dir).resolve()
+        cwd = Path.cwd().resolve()
+        if folder == cwd or cwd not in folder.parents:
+            return
+        if {p.name for p in folder.iterdir()} - {".hydra", "cli.log", f"{folder.name}.log"}:
+            return  # the command wrote something there
+        if any(log.stat().st_size for log in folder.glob("*.log")):
+            return
+        if (
+            folder.stat().st_ctime < started - 1
+            or (folder / ".hydra").stat().st_ctime < started - 1
+        ):
+            return
+    except (ValueError, OSError):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in folder.parents:
+        if parent == cwd:
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+
+
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler's kill, ``kill PID``): unwind like ``sys.exit`` so cleanup runs.
+    A forked child (a DataLoader worker) that inherited this handler dies as it would have."""
+    if os.getpid() != _MAIN_PID:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    print("ffnops: terminated", file=sys.stderr)
+    sys.exit(128 + signum)
 
 
 def _server_refusal(exc: Exception, cfg: object) -> str | None:
@@ -257,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command is None and os.environ.get(COMMAND_ENV) in COMMANDS:
         command = COMMANDS[os.environ[COMMAND_ENV]]  # a re-launched worker: all args are overrides
         args = ["", *args]
+        from ffnops.processes import die_with_parent
+
+        die_with_parent()  # a DDP rank: it must not outlive the rank-0 process that started it
     if command is None:
         print(f"ffnops: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)

@@ -17,6 +17,10 @@ class UnknownSchemeError(VolumeError):
     """No installed plugin serves the URI's scheme."""
 
 
+class MissingDatasetError(VolumeError):
+    """The file exists and is readable, but holds no dataset of the name asked for."""
+
+
 class VolumeExistsError(VolumeError):
     """The output exists and the caller did not ask to overwrite it."""
 

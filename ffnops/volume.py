@@ -13,6 +13,7 @@ so a reader never sees a half-written output.
 
 from __future__ import annotations
 
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -204,6 +205,13 @@ class Volume(ABC):
             raise VolumeError(
                 f"{uri}: expected a 3-D (z, y, x) volume, found {len(shape)} dimensions "
                 f"with shape {tuple(shape)}"
+            )
+        if min(int(n) for n in shape) < 1:
+            raise VolumeError(f"{uri}: empty volume, shape {tuple(shape)} (z, y, x)")
+        sizes = tuple(float(v) for v in voxel_size)
+        if len(sizes) != 3 or not all(math.isfinite(v) and v > 0 for v in sizes):
+            raise VolumeError(
+                f"{uri}: voxel size {sizes} (z, y, x): expected three positive, finite numbers"
             )
         self.uri = uri
         self.shape: Vec3 = as_vec3(shape)

@@ -10,11 +10,11 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import numpy.typing as npt
 
-from ffnops.errors import UnknownSchemeError, VolumeError
+from ffnops.errors import FfnopsError, UnknownSchemeError, VolumeError
 from ffnops.plugins import Plugins, get_plugins
 from ffnops.segmentation import SegmentationResult
 from ffnops.uri import Scheme, VolumeURI
-from ffnops.volume import Volume, VolumeSpec
+from ffnops.volume import BBox, Volume, VolumeSpec
 
 
 def installed_schemes(plugins: Plugins | None = None) -> list[Scheme]:
@@ -56,6 +56,25 @@ def open_volume(
     if dtypes is not None:
         require_dtype(volume, dtypes)
     return volume  # type: ignore[no-any-return]
+
+
+def box_of(volume: Volume, text: str | None, key: str = "bbox") -> BBox:
+    """The box ``key=text`` names in ``volume`` (all of it when unset), checked: of the form
+    ``z0:z1,y0:y1,x0:x1``, not empty, and inside the volume."""
+    if not text:
+        return BBox.from_shape(volume.shape)
+    try:
+        box = BBox.parse(str(text))
+    except ValueError as exc:
+        raise FfnopsError(f"{key}={text}: {exc}") from None
+    if min(box.size) < 1:
+        raise FfnopsError(f"{key}={text}: the box is empty (sizes {box.size}, z, y, x)")
+    if not box.inside(volume.shape):
+        raise FfnopsError(
+            f"{key}=[{box}] lies outside the volume {volume.uri}, whose shape is {volume.shape} "
+            "(z, y, x)"
+        )
+    return box
 
 
 def require_dtype(volume: Volume, dtypes: Iterable[npt.DTypeLike]) -> None:

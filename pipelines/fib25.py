@@ -10,6 +10,7 @@ killed training resumes from its last checkpoint. ``trainer=ddp`` trains on seve
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,24 @@ class Recipe:
         run_ffnops(name, command, "fib25")
         return target
 
+    def train(self, train_args: list[str]) -> str:
+        """Trains (or resumes the killed training of) these arguments, or skips a finished one;
+        returns the exact version it registered (``models:/NAME/VERSION``), which inference then
+        uses: the ``fib25`` alias may have moved since."""
+        run_dir = self.root / f"train-{step_key(train_args)}"
+        record = run_dir / "ffnops_run.json"
+        done = json.loads(record.read_text()) if record.is_file() else {}
+        if done.get("status") == "finished":
+            print(f"\n== train: skipped ({run_dir} finished, registered {done['registered']})")
+            return str(done["registered"])
+        resume = [f"resume={run_dir}"] if record.is_file() else []
+        command = [*train_args, f"hydra.run.dir={run_dir}", *resume]
+        if self.cfg.dry_run:
+            print(f"ffnops {' '.join(command)}")
+            return f"models:/{self.cfg.tracking.model_name}@fib25"
+        run_ffnops("train", command, "fib25")
+        return str(json.loads(record.read_text())["registered"])
+
     def run(self) -> None:
         data = self.cfg.data
         partitions = self.step(
@@ -101,18 +120,12 @@ class Recipe:
             *self.tracking,
             "tracking.alias=fib25",
         ]
-        run_dir = self.root / f"train-{step_key(train_args)}"
-        resume = [f"resume={run_dir}"] if (run_dir / "ffnops_run.json").exists() else []
-        command = [*train_args, f"hydra.run.dir={run_dir}", *resume]
-        if self.cfg.dry_run:
-            print(f"ffnops {' '.join(command)}")
-        else:
-            run_ffnops("train", command, "fib25")
+        model = self.train(train_args)
         self.step(
             "infer",
             [
                 "infer",
-                f"model=models:/{self.cfg.tracking.model_name}@fib25",
+                f"model={model}",
                 f"image={data.image}",
                 f"groundtruth={data.labels}",
                 f"evaluation.voxel_size=[{','.join(str(v) for v in data.voxel_size)}]",

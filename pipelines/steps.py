@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -27,7 +28,19 @@ def step_key(args: Sequence[str]) -> str:
 def run_ffnops(step: str, args: Sequence[str], pipeline: str) -> None:
     """``ffnops ARGS`` in a subprocess, its output shown as it comes; a failure names the step."""
     print(f"\n== {step}: ffnops {' '.join(args)}", flush=True)
-    proc = subprocess.run([*FFNOPS, *args], check=False)
+    proc = subprocess.Popen([*FFNOPS, *args])
+    try:
+        proc.wait()
+    except BaseException:
+        # Ctrl-C or SIGTERM of the pipeline: the step gets SIGTERM too and time to clean up
+        # (its lock, partial output, run record) before it is killed.
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
     if proc.returncode != 0:
         raise FfnopsError(
             f"step {step} failed (exit {proc.returncode}); fix the cause and run "

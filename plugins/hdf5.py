@@ -1,14 +1,23 @@
 """HDF5 volumes through h5py: ``h5://path/file.h5#dataset`` and Google's ``path/file.h5:dataset``.
 
 Metadata follows the funlib/gunpowder convention: dataset attributes ``resolution`` (z, y, x, nm)
-and ``offset`` (z, y, x, nm). New datasets are chunked and gzip-compressed; a new file is written
-as ``.name.partial`` and renamed on commit, a new dataset in an existing file is written under a
-temporary key and moved to its name on commit.
+and ``offset`` (z, y, x, nm). New datasets are chunked and gzip-compressed.
+
+A new file of up to 2 GiB (uncompressed) is built in memory and written to disk only on commit
+(as ``.name.partial``, then renamed): HDF5 cannot recover from a write that fails on a full disk,
+and a process that then releases the file crashes (a segmentation fault inside the library), so
+the bytes reach the disk through plain file writes, whose failure is an ordinary error. A larger
+new file is written as ``.name.partial`` directly, and a new dataset in an existing file under a
+temporary key (moved to its name on commit): both only after checking that the disk holds the
+dataset uncompressed. Blockwise jobs write zarr, n5 or precomputed.
 """
 
 from __future__ import annotations
 
+import io
+import os
 import re
+import shutil
 from pathlib import Path
 
 import h5py
@@ -16,13 +25,16 @@ import numpy as np
 
 from ffnops import hookimpl
 from ffnops.atomic import fresh_partial, publish, remove_path
-from ffnops.errors import VolumeError, VolumeExistsError
+from ffnops.errors import MissingDatasetError, VolumeError, VolumeExistsError
 from ffnops.uri import Scheme, VolumeURI
 from ffnops.volume import BBox, Volume, VolumeSpec, funlib_metadata
 
 SCHEMES = ("h5", "hdf5")
 _GOOGLE_FORM = re.compile(r"^(?P<path>.+\.(?:h5|hdf5|hdf)):(?P<key>[^:]+)$", re.IGNORECASE)
 _TMP_KEY_SUFFIX = ".partial"
+# New files up to this size (uncompressed) are built in memory; larger ones on disk, after
+# checking the disk holds them uncompressed.
+IN_MEMORY_BYTES = 2 * 2**30
 
 
 def _split(uri: VolumeURI) -> tuple[Path, str] | None:
@@ -59,7 +71,8 @@ def _open_dataset(handle: h5py.File, key: str, uri: str) -> h5py.Dataset:
             f"datasets present: {', '.join(keys) or 'none'}"
         )
     if key not in handle or not isinstance(handle[key], h5py.Dataset):
-        raise VolumeError(
+        error = MissingDatasetError if key not in handle else VolumeError
+        raise error(
             f"{uri}: no dataset {key!r} in {handle.filename}; "
             f"datasets present: {', '.join(keys) or 'none'}"
         )
@@ -76,7 +89,7 @@ class HDF5Volume(Volume):
         dataset: h5py.Dataset,
         *,
         writable: bool,
-        publish_to: tuple[Path, Path] | tuple[str, str] | None = None,
+        publish_to: tuple[io.BytesIO, Path] | tuple[Path, Path] | tuple[str, str] | None = None,
     ) -> None:
         voxel_size, offset = funlib_metadata(dataset.attrs)
         super().__init__(
@@ -90,7 +103,7 @@ class HDF5Volume(Volume):
         )
         self._handle = handle
         self._dataset = dataset
-        # (partial file, final file) or (temporary key, final key) to publish on commit.
+        # (in-memory file, final file) or (temporary key, final key) to publish on commit.
         self._publish_to = publish_to
 
     def _read(self, box: BBox) -> np.ndarray:
@@ -107,7 +120,19 @@ class HDF5Volume(Volume):
                 del self._handle[final_key]
             self._handle.move(tmp_key, final_key)
         self._handle.close()
-        if target is not None and isinstance(target[0], Path):
+        if target is not None and isinstance(target[0], io.BytesIO):
+            buffer, final = target
+            tmp = fresh_partial(final)
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(buffer.getbuffer())
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                remove_path(tmp)
+                raise VolumeError(f"{self.uri}: writing {final} failed: {exc.strerror}") from None
+            publish(tmp, final)
+        elif target is not None and isinstance(target[0], Path):
             publish(target[0], target[1])
 
     def _abort(self) -> None:
@@ -145,6 +170,19 @@ def ffnops_open_volume(uri: VolumeURI, mode: str) -> Volume | None:
         raise
 
 
+def _require_room(uri: str, path: Path, need: int, what: str) -> None:
+    """Refuses to start a write HDF5 could not finish: its disk must hold ``need`` bytes."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise VolumeError(
+            f"{uri}: {what} {path} needs up to {need / 1e6:.1f} MB and {free / 1e6:.1f} MB are "
+            "free there"
+        )
+
+
 @hookimpl
 def ffnops_create_volume(uri: VolumeURI, spec: VolumeSpec, overwrite: bool) -> Volume | None:
     split = _split(uri)
@@ -153,8 +191,11 @@ def ffnops_create_volume(uri: VolumeURI, spec: VolumeSpec, overwrite: bool) -> V
     path, key = split
     if not key:
         raise VolumeError(f"{uri.raw}: name the dataset to create after '#' (h5://file.h5#key)")
-    publish_to: tuple[Path, Path] | tuple[str, str]
+    publish_to: tuple[io.BytesIO, Path] | tuple[Path, Path] | tuple[str, str]
+    need = int(np.prod(spec.shape)) * np.dtype(spec.dtype).itemsize
     if path.exists():
+        if path.is_file():
+            _require_room(uri.raw, path, need, "a new dataset in")
         handle = _open_file(path, uri.raw, "r+")
         if key in handle and not overwrite:
             handle.close()
@@ -166,10 +207,18 @@ def ffnops_create_volume(uri: VolumeURI, spec: VolumeSpec, overwrite: bool) -> V
             del handle[write_key]
         publish_to = (write_key, key)
     else:
-        tmp = fresh_partial(path)
-        handle = h5py.File(tmp, "w")
+        if not path.parent.is_dir() and path.parent.exists():
+            raise VolumeError(f"{uri.raw}: {path.parent} is not a folder")
         write_key = key
-        publish_to = (tmp, path)
+        if need <= IN_MEMORY_BYTES:
+            buffer = io.BytesIO()
+            handle = h5py.File(buffer, "w")
+            publish_to = (buffer, path.absolute())
+        else:
+            _require_room(uri.raw, path, need, "a new file")
+            tmp = fresh_partial(path)
+            handle = h5py.File(tmp, "w")
+            publish_to = (tmp, path.absolute())
     dataset = handle.create_dataset(
         write_key,
         shape=spec.shape,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,7 @@ class TensorStoreVolume(Volume):
         # Chunks are separate keys that tensorstore writes whole: processes writing disjoint,
         # chunk-aligned boxes of the partial output never touch one another's data.
         self.shared_uri = shared_uri
+        self._write_failed = False
 
     def _read(self, box: BBox) -> np.ndarray:
         try:
@@ -161,6 +163,7 @@ class TensorStoreVolume(Volume):
         try:
             self._view[box.slices].write(data).result()
         except ValueError as exc:
+            self._write_failed = True
             raise ts_error(self.uri, exc) from None
 
     def _commit(self) -> None:
@@ -172,6 +175,21 @@ class TensorStoreVolume(Volume):
     def _abort(self) -> None:
         if self._publish_to is not None:
             remove_path(self._publish_to[0])
+            if self._write_failed:
+                settle_removed(self._publish_to[0])
+
+
+def settle_removed(path: Path, quiet_s: float = 0.5, limit_s: float = 10.0) -> None:
+    """Removes ``path`` until it stays gone for ``quiet_s``: when one chunk's write fails (a full
+    disk), tensorstore's other chunk writes of that call still finish afterwards, recreating
+    files in the folder just removed."""
+    deadline = time.monotonic() + limit_s
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < quiet_s:
+        time.sleep(0.05)
+        if path.exists():
+            remove_path(path)
+            quiet_since = time.monotonic()
 
 
 def prepare_local_output(

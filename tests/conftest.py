@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,11 @@ import numpy as np
 import pytest
 
 from ffnops.sample_data import sample_path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test processes share the CPU's cores: torch (and the commands they start, through
+    # the environment) use one thread each instead of all cores each, which oversubscribed them.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) // 2)))
 
 CROP = (slice(10, 42), slice(20, 60), slice(30, 78))  # (32, 40, 48): not a multiple of any chunk
 

@@ -317,43 +317,9 @@ def test_a_workers_memory_does_not_grow_with_the_volume(tmp_path: Path) -> None:
     assert peaks[256] < peaks[128] + 32, peaks
 
 
-@pytest.mark.parametrize(
-    "extra, expected",
-    [
-        (["executor.block_size=[12,32,32]"], "smaller than the model's FOV"),
-        (["executor.overlap=[32,4,4]"], "must be smaller than executor.block_size"),
-        (["executor.workers=0"], "executor.workers must be at least 1"),
-        (["output=h5://{path}/seg.h5#seg"], "this format takes one writer"),
-        (["output=zarr://{path}/labels.zarr"], "already exists; pass overwrite=true"),
-        (["executor.name=slurm"], "no installed plugin offers it; executors: "),
-        (["executor.block_timeout_s=0"], "executor.block_timeout_s must be positive"),
-        (["executor.max_retries=-1"], "executor.max_retries must be >= 0"),
-        (["executor.stitch_fraction_of=larger"], "must be one of smaller, each, got 'larger'"),
-        (["executor.stitch_min_fraction=1.5"], "executor.stitch_min_fraction must be in [0, 1)"),
-    ],
-)
-def test_bad_blockwise_input_fails_before_any_work(
-    world: dict[str, object], extra: list[str], expected: str
-) -> None:
-    work = Path(str(world["path"])) / "bad"
-    args = infer_args(
-        world,
-        "bad.zarr",
-        "executor=daisy",
-        f"executor.block_size={BLOCK}",
-        f"paths.output_dir={work}",
-    )
-    args += [e.format(path=world["path"]) for e in extra]
-    proc = ffnops(*args, cwd=world["path"])  # type: ignore[arg-type]
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert expected in proc.stderr and "Traceback" not in proc.stderr
-    assert not (Path(str(world["path"])) / "bad.zarr").exists()
-    assert not list(work.glob("blockwise/*/blocks/*"))  # no block was segmented
-
-
-def test_local_batching_needs_blocks(world: dict[str, object]) -> None:
-    proc = ffnops(*infer_args(world, "nope.zarr", "executor.batch_size=4"), cwd=world["path"])  # type: ignore[arg-type]
-    assert proc.returncode == 2 and "set executor.block_size" in proc.stderr
+# The bad blockwise inputs (block smaller than the FOV, overlap, workers, single-writer formats,
+# an existing output, unknown executor, timeouts, retries, stitch settings) are cases of the
+# bad-input battery, tests/test_bad_commands.py.
 
 
 def test_workers_started_through_a_spawn_command_give_the_same_result(
@@ -402,8 +368,3 @@ def test_the_stitching_thresholds_decide_what_is_joined_and_kept_blocks_restitch
     assert "finished blocks are skipped" in proc.stdout
     assert {p: p.stat().st_mtime_ns for p in blocks.iterdir()} == before  # none segmented again
     np.testing.assert_array_equal(read(world, "unstitched.zarr"), stitched)
-
-
-def test_keeping_blocks_needs_blocks(world: dict[str, object]) -> None:
-    proc = ffnops(*infer_args(world, "nope.zarr", "executor.keep_blocks=true"), cwd=world["path"])  # type: ignore[arg-type]
-    assert proc.returncode == 2 and "executor.keep_blocks=true" in proc.stderr

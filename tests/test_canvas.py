@@ -1,4 +1,7 @@
-"""The inference canvas with an oracle network reproduces ground truth (FFN_SPEC section 6)."""
+"""The inference canvas with an oracle network reproduces ground truth.
+
+The canvas is google/ffn's, ffn/inference/inference.py.
+"""
 
 from __future__ import annotations
 

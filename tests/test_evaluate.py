@@ -169,9 +169,15 @@ def test_bad_evaluate_input_is_one_line(
 @pytest.mark.skipif(not CAN_RENDER, reason=RENDER_REASON)
 def test_an_error_link_renders_in_a_browser(scene: dict[str, object], tmp_path: Path) -> None:
     """``ffnops view RUN_ID`` serves the evaluation's copy; the first error's link opens."""
+    # The link's own state, in neuroglancer's Python viewer (the public client it names is not
+    # reachable offline); its data comes from the `ffnops view` server, as the link's, which
+    # lets that client's origin read it as it would the configured `viewer.client_url`.
+    state = neuroglancer.parse_url(errors_table(scene)[0]["neuroglancer_url"])
+    viewer = open_viewer(state)
     view = subprocess.Popen(
         [sys.executable, "-m", "ffnops", "view", scene["run"].info.run_id,  # type: ignore[attr-defined]
-         f"tracking.tracking_uri={scene['uri']}", f"viewer.port={scene['port']}", "timeout_s=300"],
+         f"tracking.tracking_uri={scene['uri']}", f"viewer.port={scene['port']}", "timeout_s=300",
+         f"viewer.client_url={viewer.get_viewer_url()}"],
         cwd=str(scene["path"]), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -180,10 +186,6 @@ def test_an_error_link_renders_in_a_browser(scene: dict[str, object], tmp_path: 
         for line in view.stdout:
             if line.startswith("offline viewer: ") or time.monotonic() > deadline:
                 break
-        # The link's own state, in neuroglancer's Python viewer (the public client it names is
-        # not reachable offline); its data comes from the `ffnops view` server, as the link's.
-        state = neuroglancer.parse_url(errors_table(scene)[0]["neuroglancer_url"])
-        viewer = open_viewer(state)
         rendered = render(viewer.get_viewer_url(), tmp_path)
     finally:
         view.terminate()

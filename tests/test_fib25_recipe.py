@@ -61,6 +61,8 @@ def test_recipe_runs_end_to_end_and_skips_finished_steps(tmp_path: Path) -> None
     (run,) = client.search_runs([client.get_experiment_by_name("inference").experiment_id])
     assert "eval/adapted_rand_error" in run.data.metrics
     assert len(list((tmp_path / "fib25").glob("infer-*/segmentation/info"))) == 1
+    assert run.data.tags["ffnops.model_uri"] == f"models:/fib25/{version.version}"  # pinned
     again = fib25(*small, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("skipped") == 3  # partitions, coordinates, infer
+    assert again.stdout.count("skipped") == 4  # partitions, coordinates, train, infer
+    assert len(client.search_model_versions("name='fib25'")) == 1  # trained once

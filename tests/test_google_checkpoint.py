@@ -1,14 +1,17 @@
 """Google's released FIB-25 checkpoint: read without TensorFlow, imported, and faithful.
 
-The checkpoint ships with ffnops; the fidelity test needs ../shared (FIB-25 and Google's own
-segmentation) and is skipped where it is absent (a user's machine).
+Everything these tests need ships with ffnops (``ffnops/sample_data``): the checkpoint and its
+request, the FIB-25 crop, and Google's own segmentation of its [0, 100)^3 corner with each object's
+seed and step count (``google_fib25/reference_crop100``), so they run on any machine.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -17,30 +20,42 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+from commands import ffnops
 from numpy.lib.stride_tricks import sliding_window_view
 from skimage.metrics import adapted_rand_error
 
+from ffnops.errors import FfnopsError
 from ffnops.ffn.canvas import Canvas, run_canvas
-from ffnops.ffn.cpu import cpu_has_avx512
 from ffnops.ffn.options import InferenceOptions
 from ffnops.ffn.predictor import TorchPredictor
 from ffnops.ffn.seeds import peak_seeds
-from ffnops.interop.google import model_from_checkpoint, parse_text_proto, request_settings
+from ffnops.interop.google import model_from_checkpoint
+from ffnops.interop.inference_request import (
+    RequestModel,
+    parse_request,
+    read_request,
+    request_model,
+    request_settings,
+)
 from ffnops.interop.tf_checkpoint import CheckpointError, read_checkpoint, read_index
-from ffnops.sample_data import GOOGLE_FIB25_CHECKPOINT, GOOGLE_FIB25_REQUEST
+from ffnops.sample_data import (
+    GOOGLE_FIB25_CHECKPOINT,
+    GOOGLE_FIB25_CROP100,
+    GOOGLE_FIB25_REQUEST,
+    sample_path,
+)
 from ffnops.tracking.registry import load_registered_model
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-GOOGLE = SHARED / "models" / "google_fib25"
 PREFIX = GOOGLE_FIB25_CHECKPOINT
 REQUEST = GOOGLE_FIB25_REQUEST
-needs_shared = pytest.mark.skipif(not GOOGLE.is_dir(), reason="needs ../shared")
 
 
-@needs_shared
 def test_bundled_files_are_googles() -> None:
-    for bundled in (*PREFIX.parent.glob(f"{PREFIX.name}.*"), REQUEST):
-        assert bundled.read_bytes() == (GOOGLE / bundled.name).read_bytes(), bundled.name
+    sums = (PREFIX.parent / "SHA256SUMS").read_text().split()
+    expected = dict(zip(sums[1::2], sums[::2], strict=True))
+    assert set(expected) == {p.name for p in (*PREFIX.parent.glob(f"{PREFIX.name}.*"), REQUEST)}
+    for name, digest in expected.items():
+        assert hashlib.sha256((PREFIX.parent / name).read_bytes()).hexdigest() == digest, name
 
 
 def test_index_lists_the_variables_where_the_spec_says() -> None:
@@ -100,8 +115,88 @@ def test_bad_checkpoints_are_named(tmp_path: Path) -> None:
         model_from_checkpoint({"global_step": np.int32(1)})
 
 
+def corrupt_copy(tmp_path: Path, suffix: str, byte: int) -> Path:
+    """A copy of the bundled checkpoint with one bit of ``byte`` in its ``suffix`` file flipped."""
+    tmp_path.mkdir()
+    for source in PREFIX.parent.glob(f"{PREFIX.name}.*"):
+        data = bytearray(source.read_bytes())
+        if source.name.endswith(suffix):
+            data[byte] ^= 0x04
+        (tmp_path / source.name).write_bytes(bytes(data))
+    return tmp_path / PREFIX.name
+
+
+def test_one_flipped_bit_is_refused(tmp_path: Path) -> None:
+    conv3 = read_index(PREFIX)["seed_update/conv3_a/weights"]
+    weights = corrupt_copy(tmp_path / "data", ".data-00000-of-00001", conv3.offset + 1000)
+    with pytest.raises(CheckpointError, match=r"conv3_a/weights fails its CRC32C check"):
+        read_checkpoint(weights)
+    index = corrupt_copy(tmp_path / "index", ".index", 200)
+    with pytest.raises(CheckpointError, match=r"table block at byte \d+ fails its CRC32C check"):
+        read_index(index)
+
+
+def test_import_refuses_a_corrupt_checkpoint_and_contradicting_options(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    conv3 = read_index(PREFIX)["seed_update/conv3_a/weights"]
+    corrupt = corrupt_copy(tmp_path / "ckpt", ".data-00000-of-00001", conv3.offset + 1000)
+    cases = {
+        "CRC32C check": [str(corrupt), "model_name=m", f"tracking.tracking_uri={uri}"],
+        "depth 8, the checkpoint has depth 12": [
+            str(PREFIX), "model_name=m", "depth=8", f"tracking.tracking_uri={uri}"
+        ],
+        "image_mean=100.0 (the request has 128.0)": [
+            "google", "model_name=m", "image_mean=100", f"tracking.tracking_uri={uri}"
+        ],
+    }  # fmt: skip
+    for expected, args in cases.items():
+        proc = ffnops("import-checkpoint", *args, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert mlflow.MlflowClient(uri).search_registered_models() == []
+
+
+def test_request_is_parsed_as_protobuf_text_format() -> None:
+    request = parse_request(
+        textwrap.dedent(
+            """\
+            # a comment, then a string holding a '#' and an escaped quote
+            seed_policy: "PolicyPeaks"  # trailing comment
+            model_checkpoint_path: "runs/#3/\\"best\\".ckpt"
+            model_args: "{\\"depth\\": 9, \\"fov_size\\": [17, 25, 33], \\"deltas\\": [2, 4, 6]}"
+            image { hdf5: "a.h5:raw" }
+            inference_options {
+              min_boundary_dist { x: 1 y: 2 z: 3 }
+              init_activation: 0.95
+            }
+            """
+        ),
+        "r.pbtxt",
+    )
+    assert request.model_checkpoint_path == 'runs/#3/"best".ckpt'
+    # Google's vectors are (x, y, z): asymmetric values show each axis lands where it belongs.
+    assert request_model(request, "r.pbtxt") == RequestModel([33, 25, 17], [6, 4, 2], 9)
+    settings = request_settings(request, "r.pbtxt")
+    assert settings == {
+        "init_activation": 0.95,
+        "min_boundary_dist": [3, 2, 1],
+        "seed_policy": "peaks",
+    }
+    with pytest.raises(FfnopsError, match=r'r.pbtxt: 2:1 .*no field named "movement"'):
+        parse_request("image_mean: 1\nmovement: 2\n", "r.pbtxt")
+    with pytest.raises(FfnopsError, match=r"r\.pbtxt: masks is set, and ffnops does not implement"):
+        request_settings(parse_request("masks { invert: true }", "r.pbtxt"), "r.pbtxt")
+    with pytest.raises(FfnopsError, match="consistency_threshold is set"):
+        request_settings(
+            parse_request("inference_options { consistency_threshold: 0.1 }"), "r.pbtxt"
+        )
+    with pytest.raises(FfnopsError, match="seed_policy 'PolicyMax' is not one ffnops implements"):
+        request_settings(parse_request('seed_policy: "PolicyMax"'), "r.pbtxt")
+
+
 def test_request_maps_to_zyx_settings() -> None:
-    settings = request_settings(parse_text_proto(REQUEST.read_text()))
+    settings = request_settings(read_request(REQUEST))
     assert settings == {
         "init_activation": 0.95,
         "pad_value": 0.05,
@@ -126,20 +221,20 @@ GOOGLE_SETTINGS = (
 
 
 def crop100_image() -> np.ndarray:
-    """FIB-25 ``training_sample2`` [0, 100)^3, normalised as Google's request says."""
-    with h5py.File(SHARED / "data/fib25/training_sample2/grayscale_maps.h5", "r") as f:
-        raw = f["raw"][:100, :100, :100]
+    """FIB-25 ``training_sample2`` [0, 100)^3 (the bundled crop's corner), normalised as
+    Google's request says."""
+    with h5py.File(sample_path("fib25_crop.h5"), "r") as f:
+        raw = f["image"][:100, :100, :100]
     return (raw.astype(np.float32) - np.float32(128)) / np.float32(33)
 
 
 def googles_crop100() -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Google's own segmentation of the crop and, per object, its seed, FFN steps and size."""
-    reference = GOOGLE / "reference_crop100"
-    google = np.load(reference / "seg-0_0_0.npz", allow_pickle=False)["segmentation"]
+    reference = GOOGLE_FIB25_CROP100
+    google = np.load(reference / "segmentation.npz", allow_pickle=False)["segmentation"]
     return google.astype(np.int32), json.loads((reference / "origins.json").read_text())["objects"]
 
 
-@needs_shared
 def test_peak_seeds_propose_googles_seeds_in_googles_order() -> None:
     image = crop100_image()
     radius = Canvas(image, (33, 33, 33), (8, 8, 8), InferenceOptions()).fov_radius
@@ -154,18 +249,17 @@ def test_peak_seeds_propose_googles_seeds_in_googles_order() -> None:
 REPLAYED_OBJECTS = (3, 4, 5, 6, 9, 10)
 
 
-@needs_shared
 @pytest.mark.parametrize("object_id", REPLAYED_OBJECTS)
 def test_imported_model_floods_googles_objects(object_id: int) -> None:
     """Each object replayed on Google's canvas as it stood before that object (its earlier
-    objects in place, FFN_SPEC 6.6): the same seed must flood the same voxels in the same
-    number of steps. Objects only see the segmentation left by earlier seeds, so this checks
-    flood, movement, thresholds, acceptance and the network on Google's own output, per object,
-    in a CI-sized budget."""
+    objects in place, as the Canvas of google/ffn's ffn/inference/inference.py keeps them): the
+    same seed must flood the same voxels in the same number of steps. Objects only see the
+    segmentation left by earlier seeds, so this checks flood, movement, thresholds, acceptance
+    and the network on Google's own output, per object, in a CI-sized budget."""
     google, objects = googles_crop100()
     expected = objects[object_id - 1]
     assert expected["id"] == object_id
-    settings = request_settings(parse_text_proto(REQUEST.read_text()))
+    settings = request_settings(read_request(REQUEST))
     options = InferenceOptions(**{k: settings[k] for k in GOOGLE_SETTINGS})
     model = model_from_checkpoint(read_checkpoint(PREFIX))
     canvas = Canvas(crop100_image(), model.fov_size, model.deltas, options)
@@ -182,15 +276,6 @@ def test_imported_model_floods_googles_objects(object_id: int) -> None:
     assert iou >= 0.99, f"object {object_id}: IoU {iou:.4f} with Google's"
 
 
-def slow_without_avx512(test: Any) -> Any:
-    """840 depth-12 forwards take about 3 min on a CPU with AVX-512 but about 10 on an AVX2-only
-    one, which would take CI past its 30-minute budget: there the test is left to
-    ``pytest -m slow`` (the replayed objects above still run)."""
-    return test if cpu_has_avx512() else pytest.mark.slow(test)
-
-
-@needs_shared
-@slow_without_avx512
 def test_imported_model_reproduces_googles_crop100(tmp_path: Path) -> None:
     """Google's own run on z, y, x in [0, 100)^3: same objects from the same seeds."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"

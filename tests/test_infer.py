@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -194,6 +195,38 @@ def test_kill_and_resume_gives_the_uninterrupted_result(store: tuple[Path, str])
     assert not list((path / "resume" / "checkpoints").iterdir())  # checkpoint and run id gone
 
 
+def test_a_second_identical_infer_is_refused_while_the_first_runs(
+    store: tuple[Path, str],
+) -> None:
+    """Two identical commands would share one checkpoint and one MLflow run: the second is
+    refused at start by the output's lock, and the first finishes as if alone."""
+    path, uri = store
+    args = infer_args(uri, f"output=zarr://{path}/twice.zarr", f"paths.output_dir={path}/twice")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "ffnops", *args], cwd=path, stdout=subprocess.PIPE, text=True
+    )
+    lock = path / ".twice.zarr.lock"
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None and not lock.exists():
+        time.sleep(0.1)
+    assert lock.exists(), "the first command never took its lock"
+    first.send_signal(signal.SIGSTOP)  # held mid-run, however fast this machine is
+    try:
+        second = ffnops(*args, cwd=path)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert first.wait(timeout=600) == 0
+    assert second.returncode == 2
+    assert f"is being written by another ffnops process (PID {first.pid}" in second.stderr
+    assert not lock.exists()
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("inference").experiment_id],
+        f"tags.`ffnops.output` = 'zarr://{path}/twice.zarr'",
+    )
+    assert [r.info.status for r in runs] == ["FINISHED"]
+
+
 def test_corrupt_checkpoint_is_reported(tmp_path: Path) -> None:
     from ffnops.errors import FfnopsError
     from ffnops.ffn.canvas import Canvas
@@ -208,6 +241,13 @@ def test_corrupt_checkpoint_is_reported(tmp_path: Path) -> None:
         FfnopsError, match=r"corrupt inference checkpoint .*delete it to start over"
     ):
         resume_from(spoiled, canvas)
+    # A checkpoint cut short (a full disk, a copy interrupted) is the same named error.
+    whole = tmp_path / "whole.npz"
+    np.savez(whole, **canvas.state())
+    truncated = tmp_path / "infer-y.npz"
+    truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(FfnopsError, match=r"corrupt inference checkpoint .*infer-y.npz"):
+        resume_from(truncated, canvas)
 
 
 def test_groundtruth_outside_the_box_fails_before_inference(store: tuple[Path, str]) -> None:

@@ -1,4 +1,4 @@
-"""ConvStack3DFFNModel has the reference's structure (FFN_SPEC section 5)."""
+"""ConvStack3DFFNModel has the structure of google/ffn's ffn/training/models/convstack_3d.py."""
 
 from __future__ import annotations
 

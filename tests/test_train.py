@@ -173,7 +173,7 @@ def test_kill_and_resume_continues_from_the_last_step(workdir: Path) -> None:
     args = [
         *QUICK,
         "trainer.val_check_interval=100000",
-        "training.checkpoint_every_n_steps=5",
+        "training.last_checkpoint_every_n_steps=5",
         "tracking.experiment_name=resume",
         "paths.output_dir=resume_out",
     ]
@@ -211,6 +211,62 @@ def test_kill_and_resume_continues_from_the_last_step(workdir: Path) -> None:
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
     # metrics are logged every 10 steps: the resumed run logged past the checkpoint's step
     assert step < max(steps) <= step + 20
+
+
+def children(pid: int) -> set[int]:
+    """The PIDs of a process's children (DataLoader workers are forked ones)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found |= {int(p) for p in task.read_text().split()}
+    return found
+
+
+def test_kill_before_the_first_checkpoint_then_resume(workdir: Path) -> None:
+    """kill -9 before any checkpoint: the DataLoader worker dies with its parent, resume=latest
+    says it starts from step 0, a contradicting override is refused, the run registers one
+    version, and a finished run is not resumed again."""
+    args = [
+        *QUICK,
+        "data.num_workers=1",
+        "trainer.val_check_interval=100000",
+        "training.last_checkpoint_every_n_steps=100000",
+        "tracking.experiment_name=killed",
+        "tracking.model_name=killed",
+        "paths.output_dir=killed_out",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ffnops", "train", *args, "trainer.max_steps=100000"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers: set[int] = set()
+    deadline = time.time() + 600  # a bound for a loaded machine, not a speed check
+    try:
+        while time.time() < deadline and not workers:
+            if list((workdir / "killed_out" / "train").glob("*/ffnops_run.json")):
+                workers = children(process.pid)
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert workers, "the run never started its DataLoader worker"
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{w}").exists() for w in workers), "a worker outlived its parent"
+
+    proc = ffnops("train", *args, "resume=latest", "model.depth=3", cwd=workdir)
+    assert proc.returncode == 2
+    assert "model.depth: the run has 2, the command line 3" in proc.stderr
+    proc = ffnops("train", *args, "trainer.max_steps=4", "resume=latest", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no checkpoint yet, from step 0" in proc.stdout and "after 4 steps" in proc.stdout
+    versions = MlflowClient(f"sqlite:///{workdir}/mlflow.db").search_model_versions("name='killed'")
+    assert len(versions) == 1
+    proc = ffnops("train", *args, "resume=latest", cwd=workdir)
+    assert proc.returncode == 2 and "no unfinished run" in proc.stderr
+    assert "finished" in proc.stderr
 
 
 def test_ddp_sim_trains_in_two_processes(workdir: Path) -> None:

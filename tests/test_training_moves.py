@@ -1,4 +1,4 @@
-"""FOV geometry, movement rules and examples of the training pipeline (FFN_SPEC sections 3-4)."""
+"""FOV geometry, movement rules and examples of the training pipeline (google/ffn's train.py)."""
 
 from __future__ import annotations
 

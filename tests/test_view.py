@@ -36,8 +36,10 @@ from ffnops.volumes import open_volume
 SAMPLE = sample_path("fib25_crop.h5")
 
 
-def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, method=method)
+def fetch(
+    url: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), response.read()
@@ -100,6 +102,7 @@ def serving(published: tuple[Path, str, str, int]) -> Iterator[str]:
             run_id,
             f"tracking.tracking_uri={uri}",
             f"viewer.port={port}",
+            "viewer.client_url=http://client.invalid/neuroglancer",
             "viewer.layout=xy",
             "timeout_s=300",
         ],
@@ -121,15 +124,28 @@ def serving(published: tuple[Path, str, str, int]) -> Iterator[str]:
     proc.wait(timeout=30)
 
 
-def test_run_data_is_served_read_only_with_cors(
+def test_run_data_is_served_read_only_to_its_clients(
     published: tuple[Path, str, str, int], serving: str
 ) -> None:
     _, _, run_id, port = published
     base = f"http://127.0.0.1:{port}/data/{run_id}"
-    status, headers, body = fetch(f"{base}/segmentation/info")
+    client = {"Origin": "http://client.invalid"}
+    status, headers, body = fetch(f"{base}/segmentation/info", headers=client)
     assert status == 200 and b"compressed_segmentation" in body
-    assert headers["Access-Control-Allow-Origin"] == "*"
-    assert fetch(f"{base}/image/info", "OPTIONS")[0] == 204
+    assert headers["Access-Control-Allow-Origin"] == "http://client.invalid"
+    assert fetch(f"{base}/image/info", "OPTIONS", client)[0] == 204
+    # A chunk never written is a 404 the client reads as empty: it keeps the CORS grant.
+    status, headers, _ = fetch(f"{base}/segmentation/8_8_8/0-1_0-1_0-1", headers=client)
+    assert status == 404 and headers["Access-Control-Allow-Origin"] == "http://client.invalid"
+    # Another origin gets no CORS grant (its page cannot read the data) and no pre-flight.
+    other = {"Origin": "http://elsewhere.invalid"}
+    status, headers, _ = fetch(f"{base}/segmentation/info", headers=other)
+    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    assert fetch(f"{base}/image/info", "OPTIONS", other)[0] == 403
+    # DNS rebinding: a name that is not this server's is refused, loopback's names are not.
+    assert fetch(f"{base}/segmentation/info", headers={"Host": "rebound.invalid"})[0] == 403
+    assert fetch(f"{base}/segmentation/info", headers={"Host": f"localhost:{port}"})[0] == 200
+    assert fetch(f"{base}/segmentation/%00info")[0] == 400
     assert fetch(f"{base}/image/info", "POST")[0] == 405
     assert fetch(f"{base}/image/info", "PUT")[0] == 405
     for escape in ("/../../mlflow.db", "/%2e%2e/%2e%2e/mlflow.db", "/..%2F..%2Fmlflow.db"):
@@ -156,6 +172,22 @@ def test_link_renders_image_and_segmentation_in_a_browser(serving: str, tmp_path
     assert rendered.coloured > 0.05, f"no segmentation colours on screen; see {tmp_path}"
     assert rendered.distinct > 150, f"no EM texture on screen; see {tmp_path}"
     assert not rendered.errors, rendered.errors
+
+
+def test_view_server_on_another_address_warns_and_still_checks_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "info").write_text("{}")
+    lab = ["ffnops.lab.example"]
+    with ViewServer({"a": tmp_path}, host="0.0.0.0", allowed_hosts=lab) as server:
+        assert "viewer.host=0.0.0.0 is not a loopback address" in capsys.readouterr().err
+        url = f"http://127.0.0.1:{server.port}/data/a/info"
+        assert fetch(url)[0] == 200
+        assert fetch(url, headers={"Host": f"ffnops.lab.example:{server.port}"})[0] == 200
+        assert fetch(url, headers={"Host": "rebound.invalid"})[0] == 403
+        assert fetch(f"http://127.0.0.1:{server.port}/data/a/")[0] in (403, 404)  # no listing
+    with ViewServer({"a": tmp_path}) as server:
+        assert capsys.readouterr().err == ""
 
 
 def test_view_server_refuses_a_port_in_use(tmp_path: Path) -> None:

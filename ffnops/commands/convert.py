@@ -11,10 +11,11 @@ import numpy as np
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from ffnops.config.checks import vec3_setting
 from ffnops.errors import VolumeError
-from ffnops.ffn.geometry import as_vec3
+from ffnops.outputs import claim_output
 from ffnops.volume import BBox, Volume, VolumeSpec
-from ffnops.volumes import create_volume, open_volume
+from ffnops.volumes import box_of, create_volume, open_volume
 
 
 def output_kind(volume: Volume, kind: str) -> str:
@@ -48,8 +49,10 @@ def _as_dtype(data: np.ndarray, dtype: np.dtype, uri: str) -> np.ndarray:
 
 
 def run(cfg: DictConfig) -> None:
+    chunks = vec3_setting(cfg.chunks, "chunks") if cfg.chunks else None
+    block = vec3_setting(cfg.block, "block")
     with open_volume(cfg.src) as src:
-        box = BBox.parse(cfg.bbox) if cfg.bbox else BBox.from_shape(src.shape)
+        box = box_of(src, cfg.bbox)
         kind = output_kind(src, cfg.kind)
         dtype = output_dtype(src, kind)
         spec = VolumeSpec(
@@ -57,15 +60,18 @@ def run(cfg: DictConfig) -> None:
             dtype=dtype.name,
             voxel_size=src.voxel_size,
             offset=tuple(o + s for o, s in zip(src.offset, box.start, strict=True)),  # type: ignore[arg-type]
-            chunks=as_vec3(cfg.chunks) if cfg.chunks else None,
+            chunks=chunks,
             kind=kind,  # type: ignore[arg-type]
         )
-        with create_volume(cfg.dst, spec, overwrite=cfg.overwrite) as dst:
-            block = aligned_block(as_vec3(cfg.block, "block"), dst.chunks)
+        total = box.num_voxels * dtype.itemsize
+        with (
+            claim_output(cfg.dst, cfg.overwrite, total, spec),
+            create_volume(cfg.dst, spec, overwrite=cfg.overwrite) as dst,
+        ):
+            step = aligned_block(block, dst.chunks)
             local = BBox.from_shape(box.size)
-            total = box.num_voxels * dtype.itemsize
             with tqdm(total=total, desc="convert", unit="B", unit_scale=True) as bar:
-                for part in local.blocks(block):
+                for part in local.blocks(step):
                     corner = tuple(a + b for a, b in zip(part.start, box.start, strict=True))
                     data = _as_dtype(src.read(BBox(corner, part.size)), dtype, cfg.src)  # type: ignore[arg-type]
                     dst.write(part.start, data)

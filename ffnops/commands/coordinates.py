@@ -11,16 +11,18 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from ffnops.config.checks import vec3_setting
 from ffnops.data.coordinate_file import save_coordinates
-from ffnops.errors import FfnopsError, VolumeExistsError
+from ffnops.errors import FfnopsError
 from ffnops.ffn.coordinates import balanced_coordinates
+from ffnops.outputs import claim_output
 from ffnops.volumes import open_volume
 
 
 def parse_volume(item: str) -> tuple[str, str]:
     """``"train:h5://p.h5#partitions"`` -> ("train", "h5://p.h5#partitions")."""
     name, sep, uri = str(item).partition(":")
-    if not sep or not name or "/" in name or not uri:
+    if not sep or not name or "/" in name or not uri or uri.startswith("//"):
         raise FfnopsError(
             f"volumes entry {item!r} must be name:URI (e.g. sample:h5://partitions.h5#partitions)"
         )
@@ -29,23 +31,25 @@ def parse_volume(item: str) -> tuple[str, str]:
 
 def run(cfg: DictConfig) -> None:
     output = Path(cfg.output)
-    if output.exists() and not cfg.overwrite:
-        raise VolumeExistsError(f"{output} already exists; pass overwrite=true to replace it")
-    partitions: dict[str, np.ndarray] = {}
-    sources = {}
-    for item in cfg.volumes:
-        name, uri = parse_volume(item)
-        if name in partitions:
-            raise FfnopsError(f"volume name {name!r} is given twice in volumes=")
-        with open_volume(uri, dtypes=["uint8"]) as volume:
-            partitions[name] = volume.read()
-        sources[name] = uri
-    try:
-        table = balanced_coordinates(partitions, list(cfg.margin), cfg.seed, cfg.max_per_partition)
-    except ValueError as exc:
-        raise FfnopsError(str(exc)) from None
-    table.meta["sources"] = sources
-    save_coordinates(table, output)
+    margin = vec3_setting(cfg.margin, "margin", minimum=0)
+    entries = [parse_volume(item) for item in cfg.volumes]
+    names = [name for name, _ in entries]
+    if len(set(names)) < len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise FfnopsError(f"volume names {twice} are given twice in volumes=")
+    for _, uri in entries:
+        open_volume(uri, dtypes=["uint8"]).close()
+    with claim_output(str(output), cfg.overwrite, 1_000_000):
+        partitions: dict[str, np.ndarray] = {}
+        for name, uri in entries:
+            with open_volume(uri) as volume:
+                partitions[name] = volume.read()
+        try:
+            table = balanced_coordinates(partitions, list(margin), cfg.seed, cfg.max_per_partition)
+        except ValueError as exc:
+            raise FfnopsError(str(exc)) from None
+        table.meta["sources"] = dict(entries)
+        save_coordinates(table, output)
     counts = table.counts()
     print(
         f"wrote {output}: {len(table)} coordinates from {len(partitions)} volume(s), "

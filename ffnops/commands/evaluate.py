@@ -32,7 +32,7 @@ from ffnops.viewing.publish import publish_view
 from ffnops.viewing.state import SEGMENTATION_LAYER
 from ffnops.viewing.view_data import write_view_data
 from ffnops.volume import BBox
-from ffnops.volumes import open_volume
+from ffnops.volumes import box_of, open_volume
 
 
 def run(cfg: DictConfig) -> None:
@@ -44,12 +44,7 @@ def run(cfg: DictConfig) -> None:
         raise FfnopsError(f"skeletons={cfg.skeletons} needs gt=URI (the dense labels they score)")
     skeletons = given_skeletons(cfg.skeletons)
     with open_volume(cfg.seg, dtypes=LABEL_DTYPES) as seg:
-        try:
-            box = BBox.parse(cfg.bbox) if cfg.bbox else BBox.from_shape(seg.shape)
-        except ValueError as exc:
-            raise FfnopsError(f"bbox={cfg.bbox}: {exc}") from None
-        if not box.inside(seg.shape):
-            raise FfnopsError(f"bbox [{box}] lies outside seg {cfg.seg} of shape {seg.shape}")
+        box = box_of(seg, cfg.bbox)
         voxel_size = tuple(float(v) for v in seg.voxel_size)
         part = groundtruth_part(cfg.gt, box, seg.offset, voxel_size) if cfg.gt else None
         # The scored part, in seg's voxels: where the ground truth covers the box (or the box).

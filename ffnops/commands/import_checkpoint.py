@@ -18,12 +18,25 @@ from omegaconf import DictConfig
 
 from ffnops.errors import FfnopsError
 from ffnops.ffn.model_settings import ModelSettings
-from ffnops.interop.google import model_from_checkpoint, parse_text_proto, request_settings
+from ffnops.interop.google import model_from_checkpoint
+from ffnops.interop.inference_request import read_request, request_model, request_settings
 from ffnops.interop.tf_checkpoint import CheckpointError, read_checkpoint
 from ffnops.sample_data import GOOGLE_FIB25_CHECKPOINT, GOOGLE_FIB25_REQUEST
 from ffnops.tracking.mlflow_tracking import check_tracking_uri, register_model, run_tags
 
 BUNDLED = "google"  # `ffnops import-checkpoint google`: the bundled copy of Google's release
+
+
+# Google's FIB-25 values, used for what neither the command line nor the request sets.
+DEFAULTS: dict[str, Any] = {
+    "fov_size": [33, 33, 33],
+    "deltas": [8, 8, 8],
+    "image_mean": 128.0,
+    "image_stddev": 33.0,
+    "init_activation": 0.95,
+    "pad_value": 0.05,
+    "move_threshold": 0.9,
+}
 
 
 def run(cfg: DictConfig) -> None:
@@ -33,25 +46,30 @@ def run(cfg: DictConfig) -> None:
     if prefix == BUNDLED:
         prefix = str(GOOGLE_FIB25_CHECKPOINT)
         request_file = request_file or str(GOOGLE_FIB25_REQUEST)
-    settings: dict[str, Any] = {
-        "image_mean": cfg.image_mean,
-        "image_stddev": cfg.image_stddev,
-        "init_activation": cfg.init_activation,
-        "pad_value": cfg.pad_value,
-        "move_threshold": cfg.move_threshold,
-    }
-    fov, deltas, depth = list(cfg.fov_size), list(cfg.deltas), cfg.depth
+    given = {k: cfg[k] for k in (*DEFAULTS, "depth") if cfg[k] is not None}
+    given = {k: list(v) if k in ("fov_size", "deltas") else v for k, v in given.items()}
+    from_request: dict[str, Any] = {}
     if request_file:
-        path = Path(request_file)
-        if not path.is_file():
-            raise FfnopsError(f"inference request not found: {path}")
-        request = parse_text_proto(path.read_text())
-        settings.update(request_settings(request))
-        if "model_args" in request:
-            args = json.loads(request["model_args"])
-            fov = list(args.get("fov_size", fov))[::-1]  # Google's (x, y, z)
-            deltas = list(args.get("deltas", deltas))[::-1]
-            depth = args.get("depth", depth)
+        request = read_request(request_file)
+        from_request = request_settings(request, request_file)
+        shape = request_model(request, request_file)
+        from_request |= {k: v for k, v in vars(shape).items() if v is not None}
+        differ = [
+            f"{k}={given[k]} (the request has {from_request[k]})"
+            for k in given
+            if k in from_request and given[k] != from_request[k]
+        ]
+        if differ:
+            raise FfnopsError(
+                f"the command line contradicts inference request {request_file}: "
+                f"{'; '.join(differ)}; drop these or change the request"
+            )
+    settings: dict[str, Any] = DEFAULTS | from_request | given
+    fov, deltas, depth = (
+        settings.pop("fov_size"),
+        settings.pop("deltas"),
+        settings.pop("depth", None),
+    )
     try:
         variables = read_checkpoint(prefix)
         model = model_from_checkpoint(variables, fov, deltas, depth, cfg.features)

@@ -34,14 +34,22 @@ from ffnops.commands.scoring import (
 )
 from ffnops.config.schemas import ExecutorConfig
 from ffnops.data.dataset import LABEL_DTYPES
-from ffnops.errors import FfnopsError, VolumeError, VolumeExistsError
+from ffnops.errors import FfnopsError
 from ffnops.executor import Executor, TaskProgress, make_executor
 from ffnops.ffn.geometry import as_vec3
 from ffnops.ffn.options import InferenceOptions
 from ffnops.inference.blockwise import BlockwiseJob, StitchRule, clear_work, run_blockwise
 from ffnops.inference.progress import BlockProgress
 from ffnops.inference.request import BoxRequest, DeviceSettings
-from ffnops.inference.runner import IMAGE_DTYPES, device_name, segment_box
+from ffnops.inference.runner import (
+    IMAGE_DTYPES,
+    BoxImage,
+    device_name,
+    read_image,
+    segment_box,
+)
+from ffnops.outputs import claim_output
+from ffnops.processes import default_sigterm
 from ffnops.tracking.inference_run import (
     BlockMetrics,
     inference_run,
@@ -54,8 +62,8 @@ from ffnops.tracking.pictures import overlay_figure, planes_figure, volume_centr
 from ffnops.tracking.registry import RegisteredModel, load_registered_model
 from ffnops.viewing.publish import publish_view
 from ffnops.viewing.view_data import copy_view_data, write_view_data
-from ffnops.volume import BBox, VolumeSpec
-from ffnops.volumes import create_volume, open_volume, write_segmentation
+from ffnops.volume import VolumeSpec
+from ffnops.volumes import box_of, create_volume, open_volume, write_segmentation
 
 
 def given_on_command_line(key: str) -> bool:
@@ -68,25 +76,18 @@ def given_on_command_line(key: str) -> bool:
 
 
 def effective_options(cfg: DictConfig, registered: RegisteredModel) -> InferenceOptions:
-    """The inference group's options, with the model's stored ones unless set by the user."""
+    """The inference options: the model's stored ones (pad value, move threshold, ...) over the
+    default inference group's, unless the user chose a group (``inference=manual``, whose values
+    then all hold) or set the option (``inference.pad_value=...``)."""
     options: InferenceOptions = OmegaConf.to_object(cfg.inference)  # type: ignore[assignment]
+    if given_on_command_line("inference"):
+        return options
     stored: dict[str, Any] = {
         k: v
         for k, v in registered.settings.canvas_options().items()
         if not given_on_command_line(f"inference.{k}")
     }
     return replace(options, **stored)
-
-
-def refuse_existing_output(uri: str, overwrite: bool) -> None:
-    """Checked before any work: an existing output is kept unless ``overwrite=true``."""
-    if overwrite:
-        return
-    try:
-        open_volume(uri).close()
-    except VolumeError:
-        return
-    raise VolumeExistsError(f"{uri} already exists; pass overwrite=true to replace it")
 
 
 def job_key(cfg: DictConfig, request: BoxRequest, registered: RegisteredModel, *extra: Any) -> str:
@@ -140,15 +141,13 @@ def box_request(cfg: DictConfig, registered: RegisteredModel, device: DeviceSett
         raise FfnopsError(
             f"{cfg.model_uri} stores no image_mean/image_stddev; set them on the command line"
         )
+    if not (np.isfinite(mean) and np.isfinite(stddev) and stddev > 0):
+        raise FfnopsError(
+            f"image_mean={mean}, image_stddev={stddev}: expected finite values and a positive "
+            "stddev (intensities are normalised as (raw - mean) / stddev)"
+        )
     with open_volume(cfg.image, dtypes=IMAGE_DTYPES) as volume:
-        try:
-            box = BBox.parse(cfg.bbox) if cfg.bbox else BBox.from_shape(volume.shape)
-        except ValueError as exc:
-            raise FfnopsError(str(exc)) from None
-        if not box.inside(volume.shape):
-            raise FfnopsError(
-                f"bbox [{box}] lies outside the volume {cfg.image}, whose shape is {volume.shape}"
-            )
+        box = box_of(volume, cfg.bbox)
     if any(f > n for f, n in zip(settings.fov_size, box.size, strict=True)):
         raise FfnopsError(
             f"the model's FOV {settings.fov_size} is larger than the box [{box}] of size {box.size}"
@@ -171,7 +170,6 @@ def box_request(cfg: DictConfig, registered: RegisteredModel, device: DeviceSett
 
 def run(cfg: DictConfig) -> None:
     check_tracking_uri(cfg.tracking.tracking_uri)
-    refuse_existing_output(cfg.output, cfg.overwrite)
     config: ExecutorConfig = OmegaConf.to_object(cfg.executor)  # type: ignore[assignment]
     executor = make_executor(config)
     device = device_settings(config)
@@ -179,22 +177,35 @@ def run(cfg: DictConfig) -> None:
     request = box_request(cfg, registered, device)
     with open_volume(cfg.image) as volume:
         scored = plan_scoring(cfg, request.box, volume.offset, volume.voxel_size)
-    if executor.blockwise or config.block_size is not None:
-        infer_blockwise(cfg, registered, request, executor, config, scored)
-    else:
-        if config.batch_size > 1:
-            raise FfnopsError(
-                f"executor.batch_size={config.batch_size} batches the FOVs of several canvases, "
-                "and executor=local without executor.block_size runs one: set "
-                "executor.block_size to cut the box into blocks, or executor.batch_size=1"
-            )
-        if config.keep_blocks:
-            raise FfnopsError(
-                "executor.keep_blocks=true keeps a blockwise job's segmented blocks, and "
-                "executor=local without executor.block_size runs one canvas: set "
-                "executor.block_size, or executor.keep_blocks=false"
-            )
-        infer_one_canvas(cfg, registered, request, scored)
+    blockwise = executor.blockwise or config.block_size is not None
+    if not blockwise:
+        refuse_one_canvas_options(config)
+        box_image = read_image(request, request.box)  # intensities checked (blocks check theirs)
+    # Last of the checks: held while the work runs, so a second identical command is refused.
+    dtype = "uint64" if blockwise else "uint32"
+    spec = VolumeSpec(request.box.size, dtype, kind="segmentation")  # type: ignore[arg-type]
+    nbytes = request.box.num_voxels * np.dtype(dtype).itemsize
+    with claim_output(cfg.output, cfg.overwrite, nbytes, spec):
+        if blockwise:
+            infer_blockwise(cfg, registered, request, executor, config, scored)
+        else:
+            infer_one_canvas(cfg, registered, request, scored, box_image)
+
+
+def refuse_one_canvas_options(config: ExecutorConfig) -> None:
+    """Executor keys that only mean something blockwise are refused for one canvas."""
+    if config.batch_size > 1:
+        raise FfnopsError(
+            f"executor.batch_size={config.batch_size} batches the FOVs of several canvases, "
+            "and executor=local without executor.block_size runs one: set "
+            "executor.block_size to cut the box into blocks, or executor.batch_size=1"
+        )
+    if config.keep_blocks:
+        raise FfnopsError(
+            "executor.keep_blocks=true keeps a blockwise job's segmented blocks, and "
+            "executor=local without executor.block_size runs one canvas: set "
+            "executor.block_size, or executor.keep_blocks=false"
+        )
 
 
 def run_params(cfg: DictConfig, request: BoxRequest, extra: dict[str, str]) -> dict[str, str]:
@@ -220,6 +231,7 @@ def infer_one_canvas(
     registered: RegisteredModel,
     request: BoxRequest,
     scored: ScoringPlan | None,
+    box_image: BoxImage,
 ) -> None:
     checkpoint = checkpoint_file(cfg, request, registered)
     request = replace(request, checkpoint=checkpoint)
@@ -232,7 +244,7 @@ def infer_one_canvas(
         checkpoint.with_suffix(".run_id"),
     ) as mlflow_run:
         run_id = mlflow_run.info.run_id
-        result, raw = segment_box(request, on_checkpoint=log_seed_progress)
+        result, raw = segment_box(request, log_seed_progress, box_image)
         written = write_segmentation(result, cfg.output, overwrite=cfg.overwrite)
         checkpoint.unlink(missing_ok=True)  # the output is complete
         metrics = speed_metrics(result.counters, result.counters["seconds"])
@@ -356,9 +368,10 @@ def infer_blockwise(
     ) as mlflow_run:
         run_id = mlflow_run.info.run_id
         try:
-            summary = run_blockwise(
-                job, executor, output.shared_uri, config.batch_size, on_progress
-            )
+            with default_sigterm():  # daisy's scheduler would hold a Python handler back
+                summary = run_blockwise(
+                    job, executor, output.shared_uri, config.batch_size, on_progress
+                )
         except BaseException:
             output.abort()
             raise

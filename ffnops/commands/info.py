@@ -7,18 +7,20 @@ import json
 import numpy as np
 from omegaconf import DictConfig
 
-from ffnops.volume import BBox
-from ffnops.volumes import open_volume
+from ffnops.errors import FfnopsError
+from ffnops.volumes import box_of, open_volume
 
 
 def run(cfg: DictConfig) -> None:
+    if cfg.bbox and not cfg.stats:
+        raise FfnopsError(f"bbox={cfg.bbox} selects the box that stats=true reads; add stats=true")
     with open_volume(cfg.uri) as volume:
+        box = box_of(volume, cfg.bbox)
         description = volume.describe()
         if cfg.stats:
-            box = BBox.parse(cfg.bbox) if cfg.bbox else None
             data = volume.read(box)
             description["stats"] = {
-                "bbox": str(box or BBox.from_shape(volume.shape)),
+                "bbox": str(box),
                 "min": data.min().item(),
                 "max": data.max().item(),
                 "mean": float(data.mean()),

@@ -1,15 +1,44 @@
-"""``ffnops plugins``: what is installed, from where, with which hooks, schemes and executors."""
+"""``ffnops plugins``: what is installed, from where, with which hooks, schemes and executors.
+
+``ffnops plugins template=DIR`` copies the example plugin (TIFF stacks, a complete distribution:
+module, ``pyproject.toml``, README) into ``DIR``, as the start of your own (docs/plugins.md).
+"""
 
 from __future__ import annotations
 
+import shutil
+from importlib import resources
+from pathlib import Path
+
 from omegaconf import DictConfig
 
+from ffnops.errors import FfnopsError
 from ffnops.executor import executor_names
 from ffnops.plugins import get_plugins
 from ffnops.volumes import installed_schemes
 
 
+def example_plugin() -> Path:
+    """The example plugin's source, shipped with ffnops (``ffnops_plugins/examples``)."""
+    return Path(str(resources.files("ffnops_plugins"))) / "examples" / "ffnops-tiff"
+
+
+def copy_template(target: Path) -> None:
+    source = example_plugin()
+    if not (source / "pyproject.toml").is_file():
+        raise FfnopsError(f"the example plugin is missing from this installation ({source})")
+    if target.exists():
+        raise FfnopsError(f"template={target}: it exists; name a new folder")
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
+    shutil.copytree(source, target, ignore=ignore)
+    print(f"copied the example plugin (ffnops-tiff) to {target}; see its README.md, then")
+    print(f"  pip install {target}   # and `ffnops plugins` lists it")
+
+
 def run(cfg: DictConfig) -> None:
+    if cfg.template:
+        copy_template(Path(cfg.template))
+        return
     plugins = get_plugins()
     records = sorted(plugins.records.values(), key=lambda r: (r.broken, r.name))
     rows = [("plugin", "version", "schemes", "hooks")]

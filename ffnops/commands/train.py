@@ -9,16 +9,21 @@ same global step, in the same MLflow run.
 from __future__ import annotations
 
 import json
+import os
+import sys
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from ffnops.atomic import write_text
 from ffnops.config.schemas import MODEL_START_KEYS
 from ffnops.data.dataset import Dataset
 from ffnops.data.examples import Augmentation
@@ -26,31 +31,121 @@ from ffnops.errors import FfnopsError
 from ffnops.ffn.model import ConvStack3DFFNModel
 from ffnops.ffn.model_settings import ModelSettings
 from ffnops.ffn.training_moves import TrainingGeometry
-from ffnops.tracking.mlflow_tracking import log_config, make_logger, register_model, run_tags
+from ffnops.locks import OutputLock
+from ffnops.tracking.mlflow_tracking import (
+    check_tracking_uri,
+    log_config,
+    make_logger,
+    register_model,
+    run_tags,
+)
 from ffnops.tracking.pictures import PicturesCallback
 from ffnops.tracking.registry import RegisteredModel, load_registered_model
 from ffnops.training.datamodule import FFNDataModule
 from ffnops.training.module import FFNTrainingModule
 from ffnops.training.progress import StepProgressBar
 
-RUN_FILE = "ffnops_run.json"
+RUN_FILE = "ffnops_run.json"  # the run's record: MLflow run id, status, registered version
+CONFIG_FILE = "config.yaml"  # the run's composed config, which a resume continues with
+# What a resume may change: how much longer to train, and how data is loaded.
+RESUMABLE = ("resume", "trainer.max_steps", "data.num_workers")
+UNFINISHED = ("running", "interrupted")  # a killed run stays "running"
 
 
 def run_directory(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
-    """(directory for checkpoints, what a previous run there recorded) — fresh or resumed."""
+    """(directory for checkpoints, what a previous run there recorded) — fresh or resumed.
+
+    ``resume=latest`` is the newest run that did not finish or fail; ``resume=<run dir>`` any
+    run that did not finish (a failed one too, once its cause is fixed)."""
     if not cfg.resume:
         return Path(HydraConfig.get().runtime.output_dir), {}
     if cfg.resume == "latest":
-        runs = sorted(Path(cfg.paths.output_dir, "train").glob(f"*/{RUN_FILE}"))
-        if not runs:
-            raise FfnopsError(f"resume=latest: no run under {cfg.paths.output_dir}/train")
-        directory = runs[-1].parent
+        root = Path(cfg.paths.output_dir, "train")
+        records = sorted(root.glob(f"*/{RUN_FILE}"))
+        unfinished = [r for r in records if read_record(r).get("status") in UNFINISHED]
+        if not unfinished:
+            newest = f"; the newest, {records[-1].parent}, {read_record(records[-1]).get('status')}"
+            raise FfnopsError(
+                f"resume=latest: no unfinished run under {root}{newest if records else ''}"
+            )
+        directory = unfinished[-1].parent
     else:
         directory = Path(cfg.resume)
     record = directory / RUN_FILE
     if not record.is_file():
         raise FfnopsError(f"resume={cfg.resume}: {record} not found; is it an ffnops train run?")
-    return directory, json.loads(record.read_text())
+    previous = read_record(record)
+    if previous.get("status") == "finished":
+        raise FfnopsError(
+            f"resume={cfg.resume}: run {directory} finished and registered "
+            f"{previous.get('registered', 'its model')}; nothing to resume"
+        )
+    return directory, previous
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FfnopsError(f"{path}: not an ffnops run record ({exc})") from None
+    return record if isinstance(record, dict) else {}
+
+
+def write_record(directory: Path, **values: Any) -> None:
+    """Updates the run's record (atomically: a kill leaves the old one or the new)."""
+    path = directory / RUN_FILE
+    record = read_record(path) if path.is_file() else {}
+    write_text(path, json.dumps({**record, **values}))
+
+
+def resumed_config(cfg: DictConfig, directory: Path) -> DictConfig:
+    """The resumed run's own config; what is given again on the command line must agree with
+    it, except the keys of ``RESUMABLE``."""
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise FfnopsError(f"resume={cfg.resume}: {path} not found; the run cannot be continued")
+    saved = OmegaConf.load(path)
+    assert isinstance(saved, DictConfig)
+    differ = []
+    for override in HydraConfig.get().overrides.task:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key.startswith("hydra") or key in RESUMABLE:
+            continue
+        ours, theirs = OmegaConf.select(cfg, key), OmegaConf.select(saved, key)
+        if OmegaConf.is_config(ours):
+            ours = OmegaConf.to_container(ours)
+        if OmegaConf.is_config(theirs):
+            theirs = OmegaConf.to_container(theirs)
+        if ours != theirs:
+            differ.append(f"{key}: the run has {theirs}, the command line {ours}")
+    if differ:
+        raise FfnopsError(
+            f"resume={cfg.resume} continues {directory} with its own config, and the command "
+            f"line differs: {'; '.join(differ)} (only {', '.join(RESUMABLE[1:])} may change)"
+        )
+    for key in RESUMABLE:
+        OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
+    return saved
+
+
+def launched_rank_zero() -> bool:
+    """Whether this process is the one the user started (DDP's other ranks are started by it
+    with ``LOCAL_RANK``/``NODE_RANK`` set, and must not take its lock)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """What Lightning would only find out after the run is made: the device, the batch."""
+    accelerator = str(cfg.trainer.accelerator)
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise FfnopsError(
+            f"trainer.accelerator={accelerator}: no CUDA device here (torch {torch.__version__}); "
+            "use trainer=cpu"
+        )
+    if cfg.training.batch_size < 1:
+        raise FfnopsError(f"training.batch_size must be at least 1, got {cfg.training.batch_size}")
+    if cfg.trainer.max_steps < 1:
+        raise FfnopsError(f"trainer.max_steps must be at least 1, got {cfg.trainer.max_steps}")
 
 
 def settings_for_inference(
@@ -122,11 +217,23 @@ def parent_settings(parent: RegisteredModel | None, init_from: str | None) -> di
 
 
 def run(cfg: DictConfig) -> None:
+    # One process trains a run at a time: a second (a resume started twice) is refused here.
+    directory, _ = run_directory(cfg)
+    lock = OutputLock(directory / "checkpoints", f"training run {directory}")
+    with lock if launched_rank_zero() else nullcontext():
+        train(cfg)
+
+
+def train(cfg: DictConfig) -> None:
     # Lightning calls the dataloader_iter step "experimental"; it is what lets slots refill.
     warnings.filterwarnings("ignore", message=".*dataloader_iter.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     directory, previous = run_directory(cfg)
+    if previous:
+        cfg = resumed_config(cfg, directory)
+    check_tracking_uri(cfg.tracking.tracking_uri)
+    check_trainer(cfg)
     model_cfg: dict[str, Any] = OmegaConf.to_container(cfg.model)  # type: ignore[assignment]
     start = {key: model_cfg.pop(key, None) for key in MODEL_START_KEYS}
     init_from = start["init_from"]
@@ -136,7 +243,8 @@ def run(cfg: DictConfig) -> None:
         model.fov_size, model.deltas, cfg.training.fov_policy, cfg.training.fov_moves
     )
     datasets: dict[str, Dataset] = {
-        str(name): OmegaConf.to_object(node)  # type: ignore[misc]
+        # typed again: a resumed run's config is read back from its YAML, without the schema
+        str(name): OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Dataset), node))  # type: ignore[misc]
         for name, node in cfg.data.volumes.items()
     }
     if not datasets:
@@ -153,6 +261,7 @@ def run(cfg: DictConfig) -> None:
         num_workers=cfg.data.num_workers,
         seed=cfg.seed,
     )
+    data.setup("fit")  # coordinates and volumes checked here, before any run is made
     module = FFNTrainingModule(
         model,
         hydra.utils.instantiate(cfg.optimizer),
@@ -180,14 +289,19 @@ def run(cfg: DictConfig) -> None:
     if not previous:
         resolved = OmegaConf.to_container(cfg, resolve=True)
         log_config(logger, resolved, OmegaConf.to_yaml(cfg, resolve=True))  # type: ignore[arg-type]
-    checkpoints = ModelCheckpoint(
+    checkpoints = ModelCheckpoint(  # the best, by validation F1
         dirpath=directory / "checkpoints",
         filename="step{step:08d}",
         auto_insert_metric_name=False,
         monitor="val/f1",
         mode="max",
-        save_last=True,
         every_n_train_steps=cfg.training.checkpoint_every_n_steps,
+    )
+    last = ModelCheckpoint(  # what a resume continues from, validated or not
+        dirpath=directory / "checkpoints",
+        save_top_k=0,
+        save_last=True,
+        every_n_train_steps=cfg.training.last_checkpoint_every_n_steps,
     )
     trainer: pl.Trainer = hydra.utils.instantiate(
         cfg.trainer,
@@ -195,6 +309,7 @@ def run(cfg: DictConfig) -> None:
         logger=logger,
         callbacks=[
             checkpoints,
+            last,
             StepProgressBar(),
             PicturesCallback(cfg.training.log_images_every_n_steps),
         ],
@@ -202,14 +317,38 @@ def run(cfg: DictConfig) -> None:
     )
     if trainer.is_global_zero:
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / RUN_FILE).write_text(
-            json.dumps({"mlflow_run_id": logger.run_id, "tracking_uri": tracking.tracking_uri})
+        if not previous:
+            OmegaConf.save(cfg, directory / CONFIG_FILE)
+        write_record(
+            directory,
+            mlflow_run_id=logger.run_id,
+            tracking_uri=tracking.tracking_uri,
+            status="running",
         )
-    last = directory / "checkpoints" / "last.ckpt"
-    trainer.fit(module, data, ckpt_path=str(last) if previous and last.exists() else None)
+    resume_from = directory / "checkpoints" / "last.ckpt"
+    if previous:
+        print(
+            f"resuming {directory}: "
+            + (f"from {resume_from}" if resume_from.exists() else "no checkpoint yet, from step 0")
+        )
+    try:
+        trainer.fit(
+            module,
+            data,
+            ckpt_path=str(resume_from) if previous and resume_from.exists() else None,
+        )
+    except (KeyboardInterrupt, SystemExit):
+        if trainer.is_global_zero:
+            write_record(directory, status="interrupted")
+            print(f"interrupted; `ffnops train resume={directory}` continues it", file=sys.stderr)
+        raise
+    except BaseException:
+        if trainer.is_global_zero:
+            write_record(directory, status="failed")
+        raise
     if not trainer.is_global_zero:
         return
-    best = checkpoints.best_model_path or checkpoints.last_model_path
+    best = checkpoints.best_model_path or last.last_model_path
     if best:
         logger.experiment.log_artifact(logger.run_id, best, "checkpoints")
     reference = next(iter(datasets.values()))
@@ -222,6 +361,11 @@ def run(cfg: DictConfig) -> None:
         settings_for_inference(cfg, model, reference, parent_settings(parent, init_from)),
         alias=tracking.alias,
         description=f"trained by ffnops train, run {logger.run_id}, {trainer.global_step} steps",
+    )
+    write_record(
+        directory,
+        status="finished",
+        registered=f"models:/{tracking.model_name}/{version.version}",
     )
     alias = f"@{tracking.alias}" if tracking.alias else f"/{version.version}"
     print(

@@ -18,6 +18,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from ffnops.data.dataset import LABEL_DTYPES
+from ffnops.locks import process_folder
+from ffnops.tracking.mlflow_tracking import check_tracking_uri
 from ffnops.tracking.runs import latest_run, run_artifacts
 from ffnops.viewing.python_viewer import open_viewer
 from ffnops.viewing.server import ViewServer
@@ -30,13 +32,14 @@ from ffnops.viewing.state import (
     state_url,
 )
 from ffnops.viewing.view_data import RUN_ARTIFACTS
-from ffnops.volume import BBox
-from ffnops.volumes import open_volume
+from ffnops.volumes import box_of, open_volume
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def run(cfg: DictConfig) -> None:
+    if cfg.target == "latest" or _RUN_ID.match(str(cfg.target)):
+        check_tracking_uri(cfg.tracking.tracking_uri)
     if cfg.target == "latest":
         view_run(cfg, latest_run(cfg.tracking.tracking_uri, cfg.tracking.inference_experiment))
     elif _RUN_ID.match(str(cfg.target)):
@@ -46,30 +49,44 @@ def run(cfg: DictConfig) -> None:
 
 
 def view_run(cfg: DictConfig, run_id: str) -> None:
-    folder = run_artifacts(
-        cfg.tracking.tracking_uri, run_id, RUN_ARTIFACTS, cfg.tracking.inference_experiment
-    )
-    with open_volume(f"precomputed://{folder / SEGMENTATION_LAYER}") as seg:
-        voxel_size, offset, shape = seg.voxel_size, seg.offset, seg.shape
-    with ViewServer({run_id: folder}, cfg.viewer.host, cfg.viewer.port) as server:
-        state = served_run_state(
-            server.url,
+    with process_folder(cfg.viewer.cache_dir) as cache:
+        folder = run_artifacts(
+            cfg.tracking.tracking_uri,
             run_id,
-            voxel_size,
-            offset,
-            shape,
-            cfg.viewer.layout,
-            image=(folder / IMAGE_LAYER).exists(),
-            groundtruth=(folder / GROUNDTRUTH_LAYER).exists(),
+            RUN_ARTIFACTS,
+            cfg.tracking.inference_experiment,
+            cache,
         )
-        print(f"serving run {run_id} ({folder}) read-only at {server.url}/data/{run_id}/")
-        print(f"public client: {state_url(state, cfg.viewer.client_url)}")
-        show(cfg, open_viewer(state, cfg.viewer.host))
+        with open_volume(f"precomputed://{folder / SEGMENTATION_LAYER}") as seg:
+            voxel_size, offset, shape = seg.voxel_size, seg.offset, seg.shape
+        server = ViewServer(
+            {run_id: folder},
+            cfg.viewer.host,
+            cfg.viewer.port,
+            client_origins=[cfg.viewer.client_url],
+            allowed_hosts=cfg.viewer.allowed_hosts,
+        )
+        with server:
+            state = served_run_state(
+                server.url,
+                run_id,
+                voxel_size,
+                offset,
+                shape,
+                cfg.viewer.layout,
+                image=(folder / IMAGE_LAYER).exists(),
+                groundtruth=(folder / GROUNDTRUTH_LAYER).exists(),
+            )
+            print(f"serving run {run_id} ({folder}) read-only at {server.url}/data/{run_id}/")
+            print(f"public client: {state_url(state, cfg.viewer.client_url)}")
+            viewer = open_viewer(state, cfg.viewer.host)
+            server.allow_origin(viewer.get_viewer_url())
+            show(cfg, viewer)
 
 
 def view_volume(cfg: DictConfig) -> None:
     with open_volume(cfg.target, dtypes=LABEL_DTYPES) as seg:
-        box = BBox.parse(cfg.bbox) if cfg.bbox else BBox.from_shape(seg.shape)
+        box = box_of(seg, cfg.bbox)
         labels = np.asarray(seg.read(box))
         voxel_size = seg.voxel_size
         offset = tuple(o + s for o, s in zip(seg.offset, box.start, strict=True))

@@ -83,15 +83,13 @@ class AdamConfig:
 class TrackingConfig:
     """``tracking/``: where runs and registered models go (MLflow)."""
 
-    tracking_uri: str = "sqlite:///mlflow.db"
-    registry_uri: str | None = None
+    tracking_uri: str = "sqlite:///mlflow.db"  # runs and the model registry, in one store
     experiment_name: str = "ffnops"
     run_name: str | None = None
     model_name: str = "ffn"
     alias: str | None = None
     inference_experiment: str = "inference"
     evaluation_experiment: str = "evaluation"  # runs of `ffnops evaluate` without run_id
-    log_images_every_n_steps: int = 500
     tags: dict[str, str] = field(default_factory=dict)
     parent_run_id: str | None = None  # nest this command's run under a pipeline's run
 
@@ -127,10 +125,9 @@ class ExecutorConfig:
 
 @dataclass
 class PathsConfig:
-    """``paths/``: where outputs and data live, relative to the working directory by default."""
+    """``paths/``: where outputs go, relative to the working directory by default."""
 
     root_dir: str = "."
-    data_dir: str = "${paths.root_dir}/data"
     output_dir: str = "${paths.root_dir}/outputs"
 
 
@@ -145,16 +142,22 @@ class ViewerConfig:
 
     host: str = "127.0.0.1"
     port: int = 8765
+    # The client the logged links open in; its origin is the one allowed to read cross-origin.
     client_url: str = "https://neuroglancer-demo.appspot.com"
     layout: str = "4panel"
     publish: bool = True
+    # Names this server answers to besides loopback's (its Host header; against DNS rebinding).
+    allowed_hosts: list[str] = field(default_factory=list)
+    # Where `ffnops view` keeps copies of a remote run's view data while it serves them.
+    cache_dir: str = "~/.cache/ffnops/view"
 
 
 @dataclass
 class PluginsCommand:
-    """``ffnops plugins``: list installed plugins."""
+    """``ffnops plugins``: list installed plugins (or copy the example one: ``template=DIR``)."""
 
     verbose: bool = False
+    template: str | None = None
 
 
 @dataclass
@@ -219,7 +222,8 @@ class TrainingSettings:
     threshold: float = 0.9
     seed_pad: float = 0.05
     batch_size: int = 4
-    checkpoint_every_n_steps: int = 500
+    checkpoint_every_n_steps: int = 500  # the best checkpoint, by validation F1
+    last_checkpoint_every_n_steps: int = 50  # last.ckpt, which `resume=` continues from
     log_images_every_n_steps: int = 500
     channels_last: bool = False
 
@@ -338,15 +342,16 @@ class ImportCheckpointCommand:
     model_name: str = MISSING
     alias: str | None = None
     request: str | None = None
-    fov_size: list[int] = field(default_factory=lambda: [33, 33, 33])
-    deltas: list[int] = field(default_factory=lambda: [8, 8, 8])
+    # Unset (None): from the request, else Google's FIB-25 values; set: must agree with both.
+    fov_size: list[int] | None = None
+    deltas: list[int] | None = None
     depth: int | None = None
     features: int | None = None
-    image_mean: float = 128.0
-    image_stddev: float = 33.0
-    init_activation: float = 0.95
-    pad_value: float = 0.05
-    move_threshold: float = 0.9
+    image_mean: float | None = None
+    image_stddev: float | None = None
+    init_activation: float | None = None
+    pad_value: float | None = None
+    move_threshold: float | None = None
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 

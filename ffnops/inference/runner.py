@@ -9,6 +9,8 @@ pieces (:func:`read_image`, :func:`make_canvas`, :func:`place_seeds`, :func:`mak
 from __future__ import annotations
 
 import time
+import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +58,37 @@ def read_image(request: BoxRequest, box: BBox) -> BoxImage:
     if request.mask_uri:
         with open_volume(request.mask_uri) as mask_volume:
             mask = np.asarray(mask_volume.read(box)) > 0
+    check_intensities(request.image_uri, box, raw, mask)
     mean, stddev = np.float32(request.image_mean), np.float32(request.image_stddev)
     image = (raw.astype(np.float32) - mean) / stddev
     return BoxImage(raw, image, mask, voxel_size, offset)
+
+
+class ConstantImageWarning(UserWarning):
+    """The image box holds one value only: FFN finds nothing to segment there."""
+
+
+def check_intensities(
+    uri: str, box: BBox, raw: npt.NDArray[np.generic], mask: npt.NDArray[np.bool_] | None
+) -> None:
+    """Refuses NaN or infinite intensities outside the mask (they would reach the network and
+    poison every FOV that sees them); warns of a constant box (no seeds, no objects)."""
+    if raw.dtype.kind == "f":
+        bad = ~np.isfinite(raw)
+        if mask is not None:
+            bad &= ~mask
+        count = int(bad.sum())
+        if count:
+            raise FfnopsError(
+                f"image {uri}: {count} of {raw.size} voxels of [{box}] are NaN or infinite; "
+                "FFN needs finite intensities there (fill them, or exclude them with mask=)"
+            )
+    if raw.size and raw.min() == raw.max():
+        warnings.warn(
+            f"image {uri}: every voxel of [{box}] is {raw.flat[0]}; no object will be found there",
+            ConstantImageWarning,
+            stacklevel=2,
+        )
 
 
 def make_canvas(request: BoxRequest, box_image: BoxImage, keep_probabilities: bool) -> Canvas:
@@ -127,7 +157,7 @@ def resume_from(path: Path, canvas: Canvas) -> int:
     try:
         with np.load(path, allow_pickle=False) as data:
             first = canvas.restore({k: data[k] for k in data.files})
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise FfnopsError(
             f"corrupt inference checkpoint {path} ({exc}); delete it to start over"
         ) from None
@@ -136,13 +166,16 @@ def resume_from(path: Path, canvas: Canvas) -> int:
 
 
 def segment_box(
-    request: BoxRequest, on_checkpoint: OnCheckpoint | None = None
+    request: BoxRequest,
+    on_checkpoint: OnCheckpoint | None = None,
+    box_image: BoxImage | None = None,
 ) -> tuple[SegmentationResult, npt.NDArray[np.generic]]:
     """Segments the request's box with one canvas; returns the result and the raw image box
-    (for pictures and the neuroglancer copy). Resumes from ``request.checkpoint`` if it
+    (for pictures and the neuroglancer copy). ``box_image``: the box already read (and
+    checked) by the caller, else it is read here. Resumes from ``request.checkpoint`` if it
     exists; the caller removes it once the result is written."""
     box = request.box
-    box_image = read_image(request, box)
+    box_image = box_image if box_image is not None else read_image(request, box)
     canvas = make_canvas(request, box_image, keep_probabilities=True)
     seeds = place_seeds(request, canvas, box_image)
     predictor = make_predictor(request.model, request.device)

@@ -3,8 +3,8 @@
 Checkpoint variables ``seed_update/conv0_a``, ``conv0_b``, ``conv{i}_a|b`` (i = 1..depth-1) and
 ``conv_lom`` map one to one onto :class:`ffnops.ffn.model.ConvStack3DFFNModel`; TensorFlow's
 kernel layout ``[kz, ky, kx, in, out]`` becomes PyTorch's ``[out, in, kz, ky, kx]`` (both
-cross-correlate and SAME padding equals padding 1, so no flip or shift). Google's (x, y, z) proto
-vectors are reversed to (z, y, x).
+cross-correlate and SAME padding equals padding 1, so no flip or shift). Inference requests are
+read by :mod:`ffnops.interop.inference_request`.
 """
 
 from __future__ import annotations
@@ -85,78 +85,3 @@ def _copy(
     if value.shape != tf_shape:
         raise CheckpointError(f"variable {key} has shape {value.shape}, expected {tf_shape}")
     param.copy_(torch.from_numpy(np.ascontiguousarray(value.transpose(to_torch))))
-
-
-def parse_text_proto(text: str) -> dict[str, Any]:
-    """A small reader for Google's inference-request ``.pbtxt`` (nested messages, scalars).
-
-    Repeated fields become lists; strings are unquoted (with escapes resolved).
-    """
-    tokens = re.findall(r'"(?:[^"\\]|\\.)*"|[{}:]|[^\s{}:"]+', re.sub(r"#[^\n]*", "", text))
-    pos = 0
-
-    def parse_message() -> dict[str, Any]:
-        nonlocal pos
-        message: dict[str, Any] = {}
-        while pos < len(tokens) and tokens[pos] != "}":
-            key = tokens[pos]
-            pos += 1
-            if tokens[pos] == ":":
-                pos += 1
-            if tokens[pos] == "{":
-                pos += 1
-                value: Any = parse_message()
-                pos += 1  # the closing brace
-            else:
-                value = _scalar(tokens[pos])
-                pos += 1
-            if key in message:
-                existing = message[key]
-                message[key] = (
-                    [*existing, value] if isinstance(existing, list) else [existing, value]
-                )
-            else:
-                message[key] = value
-        return message
-
-    return parse_message()
-
-
-def _scalar(token: str) -> Any:
-    if token.startswith('"'):
-        return token[1:-1].encode().decode("unicode_escape")
-    for cast in (int, float):
-        try:
-            return cast(token)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(token, token)
-
-
-def request_settings(request: Mapping[str, Any]) -> dict[str, Any]:
-    """ffnops inference settings from a parsed inference request, axes reversed to (z, y, x)."""
-    options = dict(request.get("inference_options", {}))
-    settings: dict[str, Any] = {}
-    for key in (
-        "init_activation",
-        "pad_value",
-        "move_threshold",
-        "segment_threshold",
-        "disco_seed_threshold",
-    ):
-        if key in options:
-            settings[key] = float(options[key])
-    if "min_segment_size" in options:
-        settings["min_segment_size"] = int(options["min_segment_size"])
-    if "min_boundary_dist" in options:
-        d = options["min_boundary_dist"]
-        settings["min_boundary_dist"] = [int(d.get("z", 0)), int(d.get("y", 0)), int(d.get("x", 0))]
-    for key in ("image_mean", "image_stddev"):
-        if key in request:
-            settings[key] = float(request[key])
-    policy = str(request.get("seed_policy", ""))
-    if policy:
-        settings["seed_policy"] = {"PolicyPeaks": "peaks", "PolicyGrid3d": "grid"}.get(
-            policy, policy
-        )
-    return settings

@@ -4,6 +4,11 @@ The ``.index`` file is a LevelDB-style sorted table: key = variable name, value 
 ``BundleEntryProto`` (dtype, shape, shard, offset, size). Each variable's bytes lie contiguously
 in ``<prefix>.data-<shard>-of-<n>``, little-endian. Only uncompressed tables are read, which is
 what TensorFlow writes for checkpoints. The first key ("") holds the bundle header.
+
+Both checksums TensorFlow writes are verified, so a flipped bit is refused rather than imported:
+each table block ends in a masked CRC32C of its bytes and type (LevelDB's block trailer), and each
+``BundleEntryProto`` carries the masked CRC32C of its tensor's bytes (TensorFlow's
+``tensorflow/core/util/tensor_bundle/tensor_bundle.cc`` writes and checks the same two).
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 import numpy.typing as npt
 
 _TABLE_MAGIC = 0xDB4775248B80FB57
+_MASK_DELTA = 0xA282EAD8
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 9: np.int64, 10: np.bool_}
 
 
@@ -33,6 +40,13 @@ class TensorEntry:
     shard: int
     offset: int
     size: int
+    crc32c: int | None  # unmasked CRC32C of the tensor's bytes; None where the index has none
+
+
+def _unmask(masked: int) -> int:
+    """LevelDB's and TensorFlow's stored CRCs are masked (rotated and offset); undo it."""
+    rotated = (masked - _MASK_DELTA) & 0xFFFFFFFF
+    return ((rotated >> 17) | (rotated << 15)) & 0xFFFFFFFF
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -88,10 +102,18 @@ def _block_entries(block: bytes) -> list[tuple[bytes, bytes]]:
 
 
 def _read_block(data: bytes, handle: bytes, path: Path) -> bytes:
+    """A block's bytes, after checking its trailer: compression type (0) and masked CRC32C."""
     offset, pos = _varint(handle, 0)
     size, _ = _varint(handle, pos)
+    if offset + size + 5 > len(data):
+        raise CheckpointError(f"{path}: table block at byte {offset} runs past the end (truncated)")
     if data[offset + size] != 0:  # the trailer's compression type
         raise CheckpointError(f"{path}: compressed table blocks are not supported")
+    (stored,) = struct.unpack_from("<I", data, offset + size + 1)
+    if google_crc32c.value(data[offset : offset + size + 1]) != _unmask(stored):
+        raise CheckpointError(
+            f"{path}: table block at byte {offset} fails its CRC32C check (the file is corrupt)"
+        )
     return data[offset : offset + size]
 
 
@@ -100,7 +122,17 @@ def read_index(prefix: str | Path) -> dict[str, TensorEntry]:
     path = Path(f"{prefix}.index")
     if not path.is_file():
         raise CheckpointError(f"checkpoint index not found: {path}")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        return _parse_index(data, path)
+    except (IndexError, KeyError, struct.error, UnicodeDecodeError):
+        raise CheckpointError(f"{path}: malformed index table (truncated or corrupt)") from None
+
+
+def _parse_index(data: bytes, path: Path) -> dict[str, TensorEntry]:
     if len(data) < 48 or struct.unpack_from("<Q", data, len(data) - 8)[0] != _TABLE_MAGIC:
         raise CheckpointError(f"{path} is not a TensorFlow checkpoint index (no table magic)")
     footer = data[-48:]
@@ -128,6 +160,7 @@ def read_index(prefix: str | Path) -> dict[str, TensorEntry]:
                 int(fields.get(3, 0)),  # type: ignore[arg-type]
                 int(fields.get(4, 0)),
                 int(fields.get(5, 0)),  # type: ignore[arg-type]
+                _unmask(int(fields[6])) if 6 in fields else None,  # type: ignore[arg-type]
             )
     return entries
 
@@ -142,13 +175,21 @@ def read_checkpoint(prefix: str | Path) -> dict[str, npt.NDArray[np.generic]]:
         path = Path(f"{prefix}.data-{shard:05d}-of-{count:05d}")
         if not path.is_file():
             raise CheckpointError(f"checkpoint data not found: {path}")
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
         for entry in (e for e in entries.values() if e.shard == shard):
             expected = entry.dtype.itemsize * int(np.prod(entry.shape, dtype=np.int64))
             if entry.size != expected or entry.offset + entry.size > len(data):
                 raise CheckpointError(
                     f"{path}: variable {entry.name} should hold {expected} bytes at "
                     f"{entry.offset}, the index says {entry.size} (file has {len(data)})"
+                )
+            chunk = data[entry.offset : entry.offset + entry.size]
+            if entry.crc32c is not None and google_crc32c.value(chunk) != entry.crc32c:
+                raise CheckpointError(
+                    f"{path}: variable {entry.name} fails its CRC32C check (the file is corrupt)"
                 )
             raw = np.frombuffer(
                 data, entry.dtype.newbyteorder("<"), expected // entry.dtype.itemsize, entry.offset

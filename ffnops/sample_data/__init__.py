@@ -17,3 +17,5 @@ def sample_path(name: str) -> str:
 # Google's released FIB-25 checkpoint (Apache-2.0), bundled; see google_fib25/README.md.
 GOOGLE_FIB25_CHECKPOINT = SAMPLE_DIR / "google_fib25" / "model.ckpt-27465036"
 GOOGLE_FIB25_REQUEST = SAMPLE_DIR / "google_fib25" / "inference_training_sample2.pbtxt"
+# Google's own segmentation of training_sample2 [0, 100)^3 with them; see google_fib25/README.md.
+GOOGLE_FIB25_CROP100 = SAMPLE_DIR / "google_fib25" / "reference_crop100"

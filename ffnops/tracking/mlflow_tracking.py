@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +39,7 @@ MODEL_FORMAT_TAG = "ffnops.model_format"  # version tag: how the version's files
 def check_tracking_uri(uri: str) -> None:
     """Fails early, with the URI in the message, if a tracking server does not answer."""
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///") :]).expanduser().absolute().parent.mkdir(
-            parents=True, exist_ok=True
-        )
+        check_sqlite_store(uri, Path(uri[len("sqlite:///") :]).expanduser().absolute())
         return
     if uri.startswith(("http://", "https://")):
         try:
@@ -53,6 +53,34 @@ def check_tracking_uri(uri: str) -> None:
             MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
         except MlflowException as exc:
             raise FfnopsError(server_refusal(exc, uri) or str(exc).splitlines()[0]) from None
+
+
+def check_sqlite_store(uri: str, path: Path) -> None:
+    """An existing file must be an SQLite database; a new one needs a folder it can be made in
+    (made now if missing: MLflow creates the file, not its folders)."""
+    if path.exists():
+        try:
+            with path.open("rb") as f:
+                header = f.read(16)
+            if header != b"SQLite format 3\x00":
+                raise sqlite3.DatabaseError("file is not a database")
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                db.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        except (OSError, sqlite3.Error) as exc:
+            raise FfnopsError(
+                f"tracking store {uri}: {path} is not a readable SQLite database ({exc}); "
+                "point tracking.tracking_uri at an MLflow store, or move the file away"
+            ) from None
+        return
+    folder = path.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise FfnopsError(
+            f"tracking store {uri}: cannot create {path} (cannot write in {existing})"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 _ENDPOINT = re.compile(r"endpoint (?P<endpoint>/\S+) failed")

@@ -7,8 +7,13 @@ the weights-only unpickler, with a warning saying how to register it again.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,25 +88,55 @@ class PickledModelWarning(UserWarning):
     """A registered version stored as a pickle (registered before ffnops's safe model files)."""
 
 
+@contextmanager
+def quiet_download() -> Iterator[None]:
+    """No progress bar (a few small files) and no INFO lines from MLflow's artifact copy: the
+    command's own line says what went wrong."""
+    previous = os.environ.get(BAR)
+    os.environ[BAR] = "false"
+    logger = logging.getLogger("mlflow.store.artifact.artifact_repo")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if previous is None:
+            os.environ.pop(BAR, None)
+        else:
+            os.environ[BAR] = previous
+
+
+BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
 def load_version_network(tracking_uri: str, name: str, version: str) -> torch.nn.Module:
     """The network of ``models:/name/version``, built from its files without running their code."""
     mlflow.set_tracking_uri(tracking_uri)  # models:/ URIs resolve through the current store
-    try:
-        folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}"))
-    except (MlflowException, OSError) as exc:
-        raise FfnopsError(
-            f"models:/{name}/{version}: its files do not download from {tracking_uri} "
-            f"({str(exc).splitlines()[0]})"
-        ) from None
-    try:
-        if is_saved_network(folder):
-            return load_network(folder)
-        pickled = folder / "data" / "model.pth"
-        if not pickled.is_file():
-            raise UnsafeModelFile("no network.json (nor a legacy data/model.pth) in its files")
-        model = load_pickled(pickled)
-    except UnsafeModelFile as exc:
-        raise FfnopsError(f"models:/{name}/{version}: {exc}") from None
+    with (
+        tempfile.TemporaryDirectory(prefix="ffnops-model-") as copy,  # removed once loaded
+        quiet_download(),
+    ):
+        try:
+            folder = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{name}/{version}", dst_path=copy
+                )
+            )
+        except (MlflowException, OSError) as exc:
+            raise FfnopsError(
+                f"models:/{name}/{version}: its files do not download from {tracking_uri} "
+                f"({str(exc).splitlines()[0]})"
+            ) from None
+        try:
+            if is_saved_network(folder):
+                return load_network(folder)
+            pickled = folder / "data" / "model.pth"
+            if not pickled.is_file():
+                raise UnsafeModelFile("no network.json (nor a legacy data/model.pth) in its files")
+            model = load_pickled(pickled)
+        except UnsafeModelFile as exc:
+            raise FfnopsError(f"models:/{name}/{version}: {exc}") from None
     warnings.warn(
         f"models:/{name}/{version} is stored as a pickle (registered before ffnops's safe model "
         f"files); it was read by the weights-only unpickler. Register it again without pickle: "

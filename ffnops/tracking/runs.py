@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -42,19 +43,26 @@ def latest_run(tracking_uri: str, experiment: str) -> str:
     return str(runs[0].info.run_id)
 
 
-def run_artifacts(tracking_uri: str, run_id: str, artifact_path: str, experiment: str) -> Path:
-    """A local folder holding ``artifact_path`` of run ``run_id`` (downloaded if remote)."""
+def run_artifacts(
+    tracking_uri: str, run_id: str, artifact_path: str, experiment: str, cache: Path
+) -> Path:
+    """A local folder holding ``artifact_path`` of run ``run_id``: the store's own folder where
+    the artifacts are local files, else a copy downloaded into ``cache`` (the caller removes it)."""
     client = MlflowClient(tracking_uri)
     try:
-        client.get_run(run_id)
+        run = client.get_run(run_id)
     except MlflowException:
         listing = "; ".join(recent_runs(tracking_uri, experiment)) or "none"
         raise FfnopsError(
             f"no MLflow run {run_id} in {tracking_uri}; recent {experiment!r} runs: {listing}"
         ) from None
     try:
+        is_local = urlsplit(run.info.artifact_uri).scheme in ("", "file")
         local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=artifact_path, tracking_uri=tracking_uri
+            run_id=run_id,
+            artifact_path=artifact_path,
+            tracking_uri=tracking_uri,
+            dst_path=None if is_local else str(cache),
         )
     except (MlflowException, OSError) as exc:
         raise FfnopsError(

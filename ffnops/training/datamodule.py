@@ -7,11 +7,14 @@ training file is held out (those coordinates are never trained on). Loaders yiel
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+from lightning_fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader
 
 from ffnops.data.coordinate_file import load_coordinates
@@ -19,6 +22,7 @@ from ffnops.data.dataset import Dataset
 from ffnops.data.examples import Augmentation, FovExamples, as_is, validate_training_data
 from ffnops.ffn.coordinates import CoordinateTable
 from ffnops.ffn.geometry import Vec3
+from ffnops.processes import die_with_parent
 
 
 def split_coordinates(
@@ -28,6 +32,15 @@ def split_coordinates(
     n_val = min(round(len(table) * val_fraction), max_val, len(table) - 1)
     order = np.random.default_rng(seed).permutation(len(table))
     return table.subset(np.sort(order[n_val:])), table.subset(np.sort(order[:n_val]))
+
+
+def start_worker(parent: int, rank: int, worker_id: int) -> None:
+    """A DataLoader worker's start: it dies with its parent (also on ``kill -9``), and is seeded
+    as Lightning seeds workers after ``seed_everything(workers=True)`` (which setting our own
+    ``worker_init_fn`` would otherwise turn off)."""
+    die_with_parent(parent)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        pl_worker_init_function(worker_id, rank)
 
 
 class FFNDataModule(pl.LightningDataModule):
@@ -59,6 +72,8 @@ class FFNDataModule(pl.LightningDataModule):
         self.val_set: FovExamples | None = None
 
     def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return  # already set up (the train command checks its data before fitting)
         table = load_coordinates(self.coordinates_path)
         if self.val_coordinates_path:
             train, val = table, load_coordinates(self.val_coordinates_path)
@@ -85,6 +100,9 @@ class FFNDataModule(pl.LightningDataModule):
             shuffle=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=partial(
+                start_worker, os.getpid(), self.trainer.global_rank if self.trainer else 0
+            ),
         )
 
     def train_dataloader(self) -> DataLoader[Any]:
