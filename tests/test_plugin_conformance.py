@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,3 +65,24 @@ def test_the_suite_catches_a_plugin_that_is_not_atomic(tmp_path: Path) -> None:
             check_volume_plugin(lambda name: f"zarr://{tmp_path}/{name}.zarr")
     finally:
         tensorstore_volume.fresh_partial = original
+
+
+def test_plugins_template_copies_the_example_plugin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ffnops.cli import main
+
+    target = tmp_path / "my-format"
+    handlers = list(logging.root.handlers)  # Hydra's logging of the in-process command, undone
+    try:
+        with pytest.raises(SystemExit) as done:
+            main(["plugins", f"template={target}"])
+            raise SystemExit(0)
+        assert done.value.code == 0
+        assert (target / "ffnops_tiff.py").is_file() and (target / "pyproject.toml").is_file()
+        assert f"pip install {target}" in capsys.readouterr().out
+        with pytest.raises(SystemExit) as refused:
+            main(["plugins", f"template={target}"])
+        assert refused.value.code == 2 and "it exists" in capsys.readouterr().err
+    finally:
+        logging.root.handlers = handlers
