@@ -37,6 +37,8 @@ def ws(tmp_path_factory: pytest.TempPathFactory, em_image: np.ndarray) -> Iterat
     write_array(f"h5://{ws}/image.h5#raw", image)
     write_array(f"h5://{ws}/partitions.h5#af", (labels % 3).astype(np.uint8))
     write_array(f"zarr://{ws}/existing.zarr", labels)
+    write_array(f"h5://{ws}/coarse.h5#stack", labels, voxel_size=(20.0, 20.0, 20.0))
+    (ws / "bad.swc").write_text("# not numbers\n1 0 a b c\n")
     write_array(f"h5://{ws}/labels.h5#stack", labels)
     write_array(f"h5://{ws}/seg.h5#seg", labels)
     write_array(f"h5://{ws}/zeros.h5#stack", np.zeros_like(labels))
@@ -154,6 +156,7 @@ INFER_CASES: list[Case] = [
     ("image missing", ["infer", MODEL, "image=h5://{ws}/nope.h5#raw", OUT], "file not found"),
     ("bbox reversed", [*INFER, "bbox=20:10,0:40,0:48"], "stop before its start"),
     ("bbox malformed", [*INFER, "bbox=0:10:5"], "not of the form"),
+    ("bbox outside", [*INFER, "bbox=0:40,0:40,100:200"], "outside the volume"),
     ("box smaller than the FOV", [*INFER, "bbox=0:40,0:20,0:20"], "larger than the box"),
     ("output is a folder", ["infer", MODEL, IMG, "output=zarr://{ws}/exists.zarr"], "exists"),
     ("gpu without CUDA", [*INFER, "executor=gpu"], "no CUDA device"),
@@ -189,6 +192,16 @@ EVALUATE: list[Case] = [
     ("unknown run", ["evaluate", SEG, GT, f"run_id={'0' * 32}"], "no such MLflow run"),
     ("skeletons missing", ["evaluate", SEG, GT, "skeletons={ws}/nope.swc"], "nope.swc"),
     ("bbox reversed", ["evaluate", SEG, GT, "bbox=9:1,0:4,0:4"], "stop before its start"),
+    (
+        "ground truth of other voxels",
+        ["evaluate", SEG, "gt=h5://{ws}/coarse.h5#stack"],
+        "has voxels of [20.0, 20.0, 20.0] nm",
+    ),
+    (
+        "not an SWC file",
+        ["evaluate", SEG, GT, "skeletons={ws}/bad.swc"],
+        "bad.swc: not an SWC file",
+    ),
 ]
 
 TRAIN: list[Case] = [

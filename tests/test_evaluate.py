@@ -13,7 +13,7 @@ from pathlib import Path
 import neuroglancer
 import numpy as np
 import pytest
-from browser import CAN_RENDER, RENDER_REASON, render
+from browser import render
 from commands import ffnops, free_port
 from mlflow.tracking import MlflowClient
 
@@ -134,39 +134,10 @@ def test_a_groundtruth_covering_part_of_the_segmentation_is_scored_there(
     assert "covers [32:64,0:96,0:96] of the box [0:64,0:96,0:96]: scored there only" in proc.stdout
 
 
-@pytest.mark.parametrize(
-    "args, expected",
-    [
-        (["gt=zarr://{path}/coarse.zarr"], "has voxels of [20.0, 20.0, 20.0] nm"),
-        (["gt=zarr://{path}/empty.zarr"], "labels no voxel here"),
-        (["skeletons={path}/bad.swc"], "bad.swc: not an SWC file"),
-        (["run_id=0123456789abcdef0123456789abcdef"], "no such MLflow run"),
-        (["bbox=64:0,0:96,0:96"], "bbox=64:0,0:96,0:96"),
-    ],
-)
-def test_bad_evaluate_input_is_one_line(
-    scene: dict[str, object], tmp_path: Path, args: list[str], expected: str
-) -> None:
-    path = Path(str(scene["path"]))
-    truth = np.asarray(scene["truth"])
-    write_array(f"zarr://{tmp_path}/coarse.zarr", truth, voxel_size=(20.0, 20.0, 20.0))
-    with open_volume(f"zarr://{path}/gt.zarr") as volume:
-        write_array(
-            f"zarr://{tmp_path}/empty.zarr", np.zeros_like(truth), voxel_size=volume.voxel_size
-        )
-    (tmp_path / "bad.swc").write_text("# not numbers\n1 0 a b c\n")
-    proc = ffnops(
-        "evaluate", f"seg=zarr://{path}/seg.zarr", f"gt=zarr://{path}/gt.zarr",
-        f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db", "viewer.publish=false",
-        *(a.format(path=tmp_path) for a in args), cwd=tmp_path,
-    )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert expected in proc.stderr and "Traceback" not in proc.stderr
-    ours = [line for line in proc.stderr.splitlines() if "INFO mlflow" not in line]
-    assert len(ours) == 1 and ours[0].startswith("ffnops evaluate: error: "), proc.stderr
+# Bad evaluate input (a ground truth of other voxels, an empty one, a bad SWC file, an unknown
+# run, a reversed box) is part of the bad-input battery, tests/test_bad_commands.py.
 
 
-@pytest.mark.skipif(not CAN_RENDER, reason=RENDER_REASON)
 def test_an_error_link_renders_in_a_browser(scene: dict[str, object], tmp_path: Path) -> None:
     """``ffnops view RUN_ID`` serves the evaluation's copy; the first error's link opens."""
     # The link's own state, in neuroglancer's Python viewer (the public client it names is not

@@ -117,20 +117,8 @@ def test_unknown_alias_lists_registered_models(store: tuple[Path, str]) -> None:
     assert "registered models: oracle (@truth)" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize(
-    "extra, expected",
-    [
-        (["bbox=0:10,0:64,0:64"], "larger than the box"),
-        (["bbox=0:64,0:64,100:200"], "outside the volume"),
-        (["image=h5://nope.h5#raw"], "file not found: nope.h5"),
-    ],
-)
-def test_bad_inference_input(store: tuple[Path, str], extra: list[str], expected: str) -> None:
-    path, uri = store
-    proc = ffnops(*infer_args(uri, "output=zarr://bad.zarr", *extra), cwd=path)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert expected in proc.stderr and "Traceback" not in proc.stderr
-    assert not (path / "bad.zarr").exists()
+# Bad inference input (a box smaller than the FOV or outside the image, a missing image, ...)
+# is part of the bad-input battery, tests/test_bad_commands.py.
 
 
 def test_existing_output_is_refused_before_any_work(store: tuple[Path, str]) -> None:

@@ -64,8 +64,10 @@ def check_sqlite_store(uri: str, path: Path) -> None:
                 header = f.read(16)
             if header != b"SQLite format 3\x00":
                 raise sqlite3.DatabaseError("file is not a database")
-            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            with closing(sqlite3.connect(path, timeout=60)) as db:
                 db.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            pass  # busy or locked by another command (a store in use is not a corrupt one)
         except (OSError, sqlite3.Error) as exc:
             raise FfnopsError(
                 f"tracking store {uri}: {path} is not a readable SQLite database ({exc}); "
