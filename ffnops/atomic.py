@@ -30,6 +30,14 @@ def remove_path(path: str | os.PathLike[str]) -> None:
         path.unlink()
 
 
+def nearest_existing(path: str | os.PathLike[str]) -> Path:
+    """``path`` or its closest ancestor that exists (where a new output's folders would start)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def refuse_existing(final: str | os.PathLike[str], uri: str, overwrite: bool) -> None:
     """Raises unless ``final`` is free or may be overwritten."""
     if Path(final).exists() and not overwrite:

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ffnops.atomic import nearest_existing
 from ffnops.errors import FfnopsError, MissingDatasetError, VolumeError, VolumeExistsError
 from ffnops.locks import OutputLock
 from ffnops.uri import VolumeURI
@@ -62,13 +63,6 @@ def local_output_path(uri: str) -> Path | None:
     return Path(path).expanduser().absolute()
 
 
-def nearest_existing(path: Path) -> Path:
-    """``path`` or its closest ancestor that exists."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
 def check_location(uri: str, path: Path, nbytes: int) -> None:
     """(1) and (2) above: the folder is writable and has room for ``nbytes`` uncompressed."""
     folder = nearest_existing(path.parent)
@@ -93,7 +87,7 @@ def check_location(uri: str, path: Path, nbytes: int) -> None:
         )
 
 
-def refuse_existing(uri: str, path: Path | None, overwrite: bool) -> None:
+def refuse_existing_output(uri: str, path: Path | None, overwrite: bool) -> None:
     """(4) above: the output exists neither as a volume nor as any file or folder of its name."""
     if overwrite:
         return
@@ -126,5 +120,5 @@ def claim_output(
         return
     check_location(uri, path, nbytes)
     with OutputLock(path, f"output {uri}"):
-        refuse_existing(uri, path, overwrite)
+        refuse_existing_output(uri, path, overwrite)
         yield OutputClaim(uri, path)

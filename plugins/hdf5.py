@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from ffnops import hookimpl
-from ffnops.atomic import fresh_partial, publish, remove_path
+from ffnops.atomic import fresh_partial, nearest_existing, publish, remove_path
 from ffnops.errors import MissingDatasetError, VolumeError, VolumeExistsError
 from ffnops.uri import Scheme, VolumeURI
 from ffnops.volume import BBox, Volume, VolumeSpec, funlib_metadata
@@ -172,10 +172,7 @@ def ffnops_open_volume(uri: VolumeURI, mode: str) -> Volume | None:
 
 def _require_room(uri: str, path: Path, need: int, what: str) -> None:
     """Refuses to start a write HDF5 could not finish: its disk must hold ``need`` bytes."""
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    free = shutil.disk_usage(folder).free
+    free = shutil.disk_usage(nearest_existing(path.parent)).free
     if free < need:
         raise VolumeError(
             f"{uri}: {what} {path} needs up to {need / 1e6:.1f} MB and {free / 1e6:.1f} MB are "

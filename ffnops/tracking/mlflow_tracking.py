@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from pytorch_lightning.loggers import MLFlowLogger
 
 from ffnops import __version__
+from ffnops.atomic import nearest_existing
 from ffnops.errors import FfnopsError
 from ffnops.ffn.model_settings import ModelSettings
 from ffnops.ffn.networks import FORMAT, save_network
@@ -75,9 +76,7 @@ def check_sqlite_store(uri: str, path: Path) -> None:
             ) from None
         return
     folder = path.parent
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise FfnopsError(
             f"tracking store {uri}: cannot create {path} (cannot write in {existing})"
