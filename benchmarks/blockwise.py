@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import torch
+from datasets import FIB25_IMAGE, GOOGLE_SEGMENTATION, need
 from ffnops_pipelines.steps import FFNOPS
 from machine import cpu_model, library_versions, load_average
 from mlflow.exceptions import MlflowException
@@ -205,7 +206,7 @@ def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
         ffnops(workdir, "import-checkpoint", "google", "model_name=google_fib25", "alias=baseline")
     scheme, _, rest = args.image.partition("://")
     path, _, dataset = rest.partition("#")
-    image = f"{scheme}://{(REPO / path).resolve()}#{dataset}"
+    image = f"{scheme}://{Path(path).resolve()}#{dataset}"
     with open_volume(image) as volume:
         shape = volume.shape
     box = BBox.parse(args.box) if args.box else BBox.from_shape(shape)
@@ -243,7 +244,8 @@ def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
     )
     google = None
     if google_is_local:
-        with np.load(REPO / args.reference, allow_pickle=False) as data:
+        reference = need(Path(args.reference), "FFNOPS_GOOGLE_FIB25_DIR")
+        with np.load(reference, allow_pickle=False) as data:
             google = data["segmentation"][box.slices].astype(np.int64)  # stored as uint8
     local = read(workdir, f"quality_{tag}_local") if "local" in runs else google
     assert local is not None
@@ -389,10 +391,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=["quality", "scaling", "memory", "all"], default="all")
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks_out/blockwise"))
-    parser.add_argument(
-        "--image", default="h5://../shared/data/fib25/training_sample2/grayscale_maps.h5#raw"
-    )
-    parser.add_argument("--reference", default="../shared/models/google_fib25/sample-training2.npz")
+    parser.add_argument("--image", default=f"h5://{FIB25_IMAGE}#raw", help="FFNOPS_FIB25_DIR")
+    parser.add_argument("--reference", default=str(GOOGLE_SEGMENTATION), help="Google's npz")
     parser.add_argument("--box", default=None, help="z0:z1,y0:y1,x0:x1 (default: the volume)")
     parser.add_argument("--block", default="125,125,125")
     parser.add_argument("--workers", type=int, default=2)

@@ -31,22 +31,25 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import numpy.typing as npt
+from datasets import (
+    FIB25_IMAGE,
+    FIB25_LABELS,
+    GOOGLE_ORIGINS,
+    GOOGLE_SEGMENTATION,
+    need,
+)
 from ffnops_pipelines.steps import FFNOPS
 from machine import cpu_model, library_versions, load_average
 from skimage.metrics import adapted_rand_error, variation_of_information
 
 from ffnops.ffn.metrics import score_segmentation
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-SAMPLE = SHARED / "data/fib25/training_sample2"
-GOOGLE = SHARED / "models/google_fib25"
 LABELLED_Z = 175  # the ground truth stops here
 
 
@@ -68,7 +71,7 @@ def segment(workdir: Path, device: str, threads: int | None) -> Path:
         workdir,
         "infer",
         "model_uri=models:/google_fib25@baseline",
-        f"image={SAMPLE / 'grayscale_maps.h5'}:raw",
+        f"image={FIB25_IMAGE.resolve()}:raw",
         f"output=npz://{workdir / 'google_npz'}",
         "bbox=0:250,0:250,0:250",
         f"executor.device={device}",
@@ -101,10 +104,10 @@ def compare(ours_path: Path) -> None:
         ours = data["segmentation"].astype(np.int64)
         origins = data["origins"]
         counters = json.loads(str(data["counters"]))
-    with np.load(GOOGLE / "sample-training2.npz", allow_pickle=False) as data:
+    with np.load(GOOGLE_SEGMENTATION, allow_pickle=False) as data:
         google = data["segmentation"].astype(np.int64)
         google_counters = json.loads(data["counters"].item())  # bytes: Google wrote np.bytes_
-    google_objects = json.loads((GOOGLE / "sample-training2-origins.json").read_text())["objects"]
+    google_objects = json.loads(GOOGLE_ORIGINS.read_text())["objects"]
 
     arand = adapted_rand_error(google, ours, ignore_labels=())[0]
     split, merge = variation_of_information(google.ravel(), ours.ravel())
@@ -159,7 +162,7 @@ def compare(ours_path: Path) -> None:
     print("lowest IoU:", ", ".join(f"#{g} {v:.3f}" for g, v in worst))
 
     print(f"\n## against the ground truth (z < {LABELLED_Z}, where labels exist)")
-    with h5py.File(SAMPLE / "groundtruth.h5", "r") as gt:
+    with h5py.File(FIB25_LABELS, "r") as gt:
         labels = gt["stack"][:LABELLED_Z]
     for name, seg in (("ffnops", ours), ("Google", google)):
         s = score_segmentation(seg[:LABELLED_Z], labels)
@@ -175,8 +178,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    if not SAMPLE.exists():
-        sys.exit(f"needs FIB-25 training_sample2 and Google's result under {SHARED}")
+    need(FIB25_IMAGE, "FFNOPS_FIB25_DIR")
+    need(FIB25_LABELS, "FFNOPS_FIB25_DIR")
+    need(GOOGLE_SEGMENTATION, "FFNOPS_GOOGLE_FIB25_DIR")
+    need(GOOGLE_ORIGINS, "FFNOPS_GOOGLE_FIB25_DIR")
     args.workdir.mkdir(parents=True, exist_ok=True)
     workdir = args.workdir.resolve()
     print(f"CPU: {cpu_model()}; device {args.device}; load {load_average()}")

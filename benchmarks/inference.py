@@ -37,10 +37,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from datasets import FIB25_IMAGE, FIB25_LABELS
 from machine import cpu_model, library_versions, load_average
 
 from ffnops.ffn.canvas import Canvas, run_canvas
@@ -51,13 +51,17 @@ from ffnops.ffn.seeds import peak_seeds
 from ffnops.interop.google import model_from_checkpoint
 from ffnops.interop.inference_request import read_request, request_settings
 from ffnops.interop.tf_checkpoint import read_checkpoint
-from ffnops.sample_data import GOOGLE_FIB25_CHECKPOINT, GOOGLE_FIB25_REQUEST, sample_path
+from ffnops.sample_data import (
+    GOOGLE_FIB25_CHECKPOINT,
+    GOOGLE_FIB25_CROP100,
+    GOOGLE_FIB25_REQUEST,
+    sample_path,
+)
 from ffnops.volume import BBox
 from ffnops.volumes import open_volume
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "fib25" / "training_sample2"
 TARGETS = {"fp32": 1.10, "bf16": 1.15}
-GOOGLE_CROP100 = SHARED.parents[2] / "models/google_fib25/reference_crop100/seg-0_0_0.npz"
+GOOGLE_CROP100 = GOOGLE_FIB25_CROP100 / "segmentation.npz"  # Google's own fp32 run of the crop
 
 
 def to_bf16(tensor: torch.Tensor) -> torch.Tensor:
@@ -117,9 +121,9 @@ def bare_forward_ms(predictor: TorchPredictor, fov_input: np.ndarray, repeats: i
 
 
 def load_data(box: BBox, image_uri: str | None) -> tuple[np.ndarray, np.ndarray | None, str]:
-    if image_uri is None and (SHARED / "grayscale_maps.h5").exists():
-        image_uri = f"h5://{SHARED / 'grayscale_maps.h5'}#raw"
-        label_uri: str | None = f"h5://{SHARED / 'groundtruth.h5'}#stack"
+    if image_uri is None and FIB25_IMAGE.exists():
+        image_uri = f"h5://{FIB25_IMAGE.resolve()}#raw"
+        label_uri: str | None = f"h5://{FIB25_LABELS.resolve()}#stack"
     elif image_uri is None:
         image_uri = f"h5://{sample_path('fib25_crop.h5')}#image"
         label_uri = f"h5://{sample_path('fib25_crop.h5')}#labels"

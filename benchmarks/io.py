@@ -56,6 +56,7 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 import tensorstore as ts
+from datasets import FIB25_IMAGE
 from machine import cpu_model, library_versions
 
 from ffnops.volume import BBox, Volume
@@ -63,7 +64,7 @@ from ffnops.volumes import open_volume, write_array
 
 BLOCK = 64
 TARGET_RATIO = 0.9
-EM_SAMPLE = Path("/work/shared/data/fib25/training_sample2/grayscale_maps.h5")
+EM_SAMPLE = FIB25_IMAGE
 EM_DATASET = "raw"
 
 Vec3 = tuple[int, int, int]

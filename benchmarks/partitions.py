@@ -36,6 +36,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import numpy.typing as npt
+from datasets import FIB25_LABELS
 from machine import cpu_model, library_versions, load_average
 
 from ffnops.ffn.partitions import (
@@ -45,7 +46,7 @@ from ffnops.ffn.partitions import (
     partition_counts,
 )
 
-LABELS = Path("/work/shared/data/fib25/training_sample2/groundtruth.h5")
+LABELS = FIB25_LABELS
 DATASET = "stack"
 LOM_RADIUS = 24
 MIN_SIZE = 10000
