@@ -115,6 +115,11 @@ COMMANDS: dict[str, Command] = {
             "ffnops.commands.models:promote",
         ),
         Command(
+            "tune",
+            "Register a version with the best inference options of a settings search.",
+            "ffnops.commands.tune:run",
+        ),
+        Command(
             "server",
             "Start a team's MLflow server: PostgreSQL store, served artifacts, basic-auth.",
             "ffnops.commands.server:run",
@@ -134,6 +139,7 @@ POSITIONAL = {
     "view": ("target",),
     "models": ("name",),
     "promote": ("model_uri", "alias"),
+    "tune": ("model_uri",),
 }
 
 
@@ -356,6 +362,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args[0] in ("-V", "--version"):
         print(f"ffnops {__version__}")
         return
+    # MLflow's own INFO lines (creating tables, creating an experiment) are not the command's
+    # output; MLFLOW_LOGGING_LEVEL=INFO brings them back.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     command = COMMANDS.get(args[0])
     if command is None and os.environ.get(COMMAND_ENV) in COMMANDS:
         command = COMMANDS[os.environ[COMMAND_ENV]]  # a re-launched worker: all args are overrides

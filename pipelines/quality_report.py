@@ -41,7 +41,8 @@ from ffnops.volumes import open_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 FIB25_NM = (8.0, 8.0, 8.0)
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fib25" / "training_sample2"
+# The folder the fib25 dataset reads (docs/fib25.md): grayscale_maps.h5 and groundtruth.h5.
+DEFAULT_DATA = Path(os.environ.get("FFNOPS_FIB25_DIR", "data/fib25/training_sample2"))
 
 
 def ffnops(*args: str, cwd: Path) -> float:

@@ -100,7 +100,7 @@ def files(folder: Path) -> set[str]:
 def check(ws: Path, capfd: pytest.CaptureFixture[str], args: list[str], expected: str) -> None:
     args = [a.replace("{ws}", str(ws)) for a in args]
     expected = expected.replace("{ws}", str(ws))
-    tracked = args[0] in ("infer", "evaluate", "train", "import-checkpoint", "view", "models", "promote")  # fmt: skip
+    tracked = args[0] in ("infer", "evaluate", "train", "import-checkpoint", "view", "models", "promote", "tune")  # fmt: skip
     if tracked and not any(a.startswith("tracking.tracking_uri=") for a in args):
         args.append(f"tracking.tracking_uri=sqlite:///{ws}/mlflow.db")
     before = files(ws)
@@ -237,6 +237,16 @@ TRACKING: list[Case] = [
     ("view missing volume", ["view", "h5://{ws}/nope.h5#seg", "timeout_s=1"], "file not found"),
     ("models unknown", ["models", "nope"], "nope"),
     ("promote unknown version", ["promote", "models:/google/9", "champion"], "models:/google/9"),
+    (
+        "tune without a search",
+        ["tune", "models:/google/1", "evaluation=val-box"],
+        "no finished run named 'val-box'",
+    ),
+    (
+        "tune unknown metric",
+        ["tune", "models:/google/1", "evaluation=val-box", "metric=eval/bogus"],
+        "metric='eval/bogus'",
+    ),
     ("corrupt store", ["models", "google", GARBAGE], "garbage.db"),
     ("server without a secret", ["server", "dry_run=true"], "MLFLOW_FLASK_SERVER_SECRET_KEY"),
 ]

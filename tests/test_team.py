@@ -180,13 +180,20 @@ def test_evaluate_and_view_read_the_run_from_the_server(
         client = MlflowClient(server.url)
         (run,) = client.search_runs([client.get_experiment_by_name("evaluation").experiment_id])
     assert run.data.metrics["eval/adapted_rand_error"] < 0.05
+    cache = team / "view-cache"
+    view = ("view", inferred, "timeout_s=1", f"viewer.port={free_port()}")
+    view += (f"viewer.cache_dir={cache}",)
     proc = ffnops(
-        *on_server(server, "view", inferred, "timeout_s=1", f"viewer.port={free_port()}"),
+        *on_server(server, *view),
         cwd=team,
         env=server.env(*BOB),  # reading is what the default permission (READ) allows
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "#!" in proc.stdout  # a neuroglancer link with its state
+    # The run's layers were downloaded into this process's folder of viewer.cache_dir, which it
+    # removed when it stopped serving.
+    assert f"({cache}/" in proc.stdout, proc.stdout
+    assert cache.is_dir() and not any(cache.iterdir())
 
 
 def test_import_and_train_register_safe_models_on_the_server(

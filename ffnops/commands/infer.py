@@ -84,7 +84,7 @@ def effective_options(cfg: DictConfig, registered: RegisteredModel) -> Inference
         return options
     stored: dict[str, Any] = {
         k: v
-        for k, v in registered.settings.canvas_options().items()
+        for k, v in registered.settings.inference_options().items()
         if not given_on_command_line(f"inference.{k}")
     }
     return replace(options, **stored)

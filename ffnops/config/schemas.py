@@ -469,3 +469,16 @@ class PromoteCommand:
     metric: str = "eval/adapted_rand_error"
     force: bool = False  # promote even if the gate refuses
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class TuneCommand:
+    """``ffnops tune models:/NAME/VERSION evaluation=RUN_NAME``: register the version again with
+    the inference options of its best run named ``evaluation`` (a settings search)."""
+
+    model_uri: str = MISSING  # models:/NAME/VERSION or models:/NAME@ALIAS
+    evaluation: str = MISSING  # the run name the search's inference runs share
+    metric: str = "eval/adapted_rand_error"
+    alias: str | None = None  # given to the new version
+    dry_run: bool = False  # print the ranking, register nothing
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)

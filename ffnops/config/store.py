@@ -44,6 +44,7 @@ COMMAND_SCHEMAS: dict[str, type] = {
     "server": schemas.ServerCommand,
     "models": schemas.ModelsCommand,
     "promote": schemas.PromoteCommand,
+    "tune": schemas.TuneCommand,
 }
 
 

@@ -17,14 +17,27 @@ from typing import Any
 from ffnops.ffn.geometry import Vec3, as_vec3
 
 TAG_PREFIX = "ffnops."
+# The inference options a model version can carry (fields of ModelSettings of the same names).
+INFERENCE_OPTIONS = (
+    "pad_value",
+    "init_activation",
+    "move_threshold",
+    "segment_threshold",
+    "min_segment_size",
+    "min_boundary_dist",
+    "disco_seed_threshold",
+    "seed_policy",
+)
 
 
 @dataclass(frozen=True)
 class ModelSettings:
     """The network's geometry and the input and canvas conventions it was trained with (z, y, x).
 
-    ``pad_value``, ``init_activation`` and ``move_threshold`` are the model's defaults for the
-    inference options of the same names; a command-line value overrides them.
+    The fields of :data:`INFERENCE_OPTIONS` are the model's defaults for the inference options
+    of the same names (:class:`ffnops.ffn.options.InferenceOptions`): set by training (pad
+    value, move threshold), by an imported request (all of Google's), or by ``ffnops tune``
+    (searched on a validation box); a command-line value overrides them.
     """
 
     fov_size: Vec3
@@ -34,6 +47,11 @@ class ModelSettings:
     pad_value: float | None = None
     init_activation: float | None = None
     move_threshold: float | None = None
+    segment_threshold: float | None = None
+    min_segment_size: int | None = None
+    min_boundary_dist: list[int] | None = None
+    disco_seed_threshold: float | None = None
+    seed_policy: str | None = None
     model_class: str | None = None
     depth: int | None = None
     features: int | None = None
@@ -50,10 +68,9 @@ class ModelSettings:
         """How far a FOV reaches from its centre (z, y, x)."""
         return as_vec3([f // 2 for f in self.fov_size])
 
-    def canvas_options(self) -> dict[str, float]:
+    def inference_options(self) -> dict[str, Any]:
         """The inference options this model sets (those it stores)."""
-        names = ("pad_value", "init_activation", "move_threshold")
-        return {n: float(getattr(self, n)) for n in names if getattr(self, n) is not None}
+        return {n: getattr(self, n) for n in INFERENCE_OPTIONS if getattr(self, n) is not None}
 
     def to_tags(self) -> dict[str, str]:
         """Model-version tags: ``ffnops.<field>`` -> JSON (lists and numbers read back as such)."""

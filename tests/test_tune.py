@@ -1,0 +1,81 @@
+"""A settings search (`ffnops infer -m`) and `ffnops tune`, which keeps its best options with the
+model, on the registered oracle network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from commands import ffnops
+from mlflow.tracking import MlflowClient
+
+from ffnops.ffn.oracle import OracleFFN
+from ffnops.sample_data import sample_path
+from ffnops.tracking.mlflow_tracking import register_model
+
+LABELS = f"h5://{sample_path('fib25_crop.h5')}#labels"
+
+
+def test_a_search_then_tune_registers_the_best_options(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(client.create_experiment("models", f"{tmp_path}/artifacts"))
+    settings = {"fov_size": [17, 17, 17], "deltas": [4, 4, 4], "image_mean": 0.0}
+    settings |= {"image_stddev": 1.0, "move_threshold": 0.9}
+    register_model(uri, run.info.run_id, OracleFFN((17, 17, 17), (4, 4, 4)), "oracle", settings)
+    common = (
+        f"image={LABELS}",
+        f"groundtruth={LABELS}",
+        "bbox=0:48,0:48,0:48",
+        "inference.seed_policy=grid",
+        "evaluation.skeletonize=false",
+        "viewer.publish=false",
+        f"tracking.tracking_uri={uri}",
+        "tracking.run_name=val-box",
+    )
+    # Two values of min_segment_size: 60000 voxels rejects every object of this 48^3 box.
+    proc = ffnops(
+        "infer",
+        "-m",
+        "model=models:/oracle/1",
+        *common,
+        "inference.min_segment_size=200,60000",
+        "output=zarr://${hydra:runtime.output_dir}/seg.zarr",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = ffnops("tune", "models:/oracle/1", "evaluation=val-box", "alias=tuned", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 runs named 'val-box'" in proc.stdout
+    ranking = [line.split() for line in proc.stdout.splitlines() if line[:1] in "12"]
+    assert [row[:2] for row in ranking] == [["1", "200"], ["2", "60000"]]
+    assert float(ranking[0][2]) < float(ranking[1][2])  # ranked by adapted Rand error
+    tuned = client.get_model_version_by_alias("oracle", "tuned")
+    assert str(tuned.version) == "2" and tuned.tags["ffnops.min_segment_size"] == "200"
+    assert tuned.tags["ffnops.tuned_from"] == "1" and tuned.tags["ffnops.tuned_on"] == "val-box"
+    assert tuned.tags["ffnops.seed_policy"] == '"grid"'  # every option the best run used
+    artifacts = {a.path for a in client.list_artifacts(tuned.run_id)}
+    assert {"search.csv", "search.png"} <= artifacts
+    # Inference from the tuned version uses its options; the command line still wins.
+    proc = ffnops(
+        "infer",
+        "model=models:/oracle@tuned",
+        *common[:3],
+        "evaluation.skeletonize=false",
+        "viewer.publish=false",
+        f"tracking.tracking_uri={uri}",
+        "tracking.run_name=check",
+        f"output=zarr://{tmp_path}/tuned.zarr",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (check,) = client.search_runs(
+        [client.get_experiment_by_name("inference").experiment_id],
+        filter_string="attributes.run_name = 'check'",
+    )
+    assert check.data.params["effective.min_segment_size"] == "200"
+    assert check.data.params["effective.seed_policy"] == "grid"
+    best = client.get_run(tuned.tags["ffnops.tuned_run"])
+    assert check.data.metrics["eval/adapted_rand_error"] == pytest.approx(
+        best.data.metrics["eval/adapted_rand_error"]
+    )  # the tuned version reproduces the search's best run
