@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 
 from ffnops.cli import main
+from ffnops.data.coordinate_file import save_coordinates
+from ffnops.ffn.coordinates import CoordinateTable
 from ffnops.volumes import write_array
 
 # (case id, command line, text the one line must hold); {ws} is the workspace folder.
@@ -52,6 +54,10 @@ def ws(tmp_path_factory: pytest.TempPathFactory, em_image: np.ndarray) -> Iterat
     (ws / "bad.index").write_bytes(b"not a table" * 10)
     (ws / "unknown.pbtxt").write_text('image_mean: 128\nbogus_field: "x"\n')
     (ws / "coords.npz").write_bytes(b"not an npz")
+    # Two training centres of the bundled sample (the train command's default dataset).
+    zyx = np.array([[40, 64, 64], [60, 64, 64]], np.int32)
+    table = CoordinateTable(("sample",), np.zeros(2, np.uint16), zyx, np.ones(2, np.uint8))
+    save_coordinates(table, ws / "sample_coords.npz")
     uri = f"sqlite:///{ws}/mlflow.db"
     run(ws, ["import-checkpoint", "google", "model_name=google", "alias=baseline", f"tracking.tracking_uri={uri}"], 0)  # fmt: skip
     run(ws, ["import-checkpoint", "google", "model_name=gone", f"tracking.tracking_uri={uri}"], 0)
@@ -124,6 +130,7 @@ INFER = ["infer", MODEL, IMG, OUT]
 SEG, GT = "seg=h5://{ws}/seg.h5#seg", "gt=h5://{ws}/labels.h5#stack"
 LABELS, PARTS = "labels=h5://{ws}/labels.h5#stack", "v:h5://{ws}/partitions.h5#af"
 STEP = "trainer.max_steps=1"
+SAMPLE_COORDS = "data.coordinates={ws}/sample_coords.npz"
 GARBAGE = "tracking.tracking_uri=sqlite:///{ws}/garbage.db"
 
 INFO: list[Case] = [
@@ -211,7 +218,12 @@ TRAIN: list[Case] = [
     ("gpu without CUDA", ["train", "trainer=gpu", STEP], "no CUDA device"),
     ("batch size 0", ["train", "training.batch_size=0", STEP], "batch_size must be at least 1"),
     ("no steps", ["train", "trainer.max_steps=0"], "max_steps must be at least 1"),
-]
+    ("validation box where training is", ["train", SAMPLE_COORDS, STEP, "training.validation.box=50:100,0:128,0:128"], "2 training patches"),
+    ("validation box smaller than the FOV", ["train", SAMPLE_COORDS, STEP, "training.validation.box=120:130,0:64,0:64"], "smaller than the model's FOV"),
+    ("validation metric unknown", ["train", SAMPLE_COORDS, STEP, "training.validation.box=110:150,0:64,0:64", "training.validation.metric=f1"], "expected one of"),
+    ("validation volume unknown", ["train", SAMPLE_COORDS, STEP, "training.validation.box=110:150,0:64,0:64", "training.validation.volume=other"], "not one of data.volumes"),
+    ("validation settings without a box", ["train", SAMPLE_COORDS, STEP, "training.validation.every_n_steps=5"], "training.validation.box is not"),
+]  # fmt: skip
 
 IMPORT: list[Case] = [
     ("checkpoint missing", ["import-checkpoint", "{ws}/nope", "model_name=m"], "index not found"),

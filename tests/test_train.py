@@ -126,6 +126,72 @@ def test_fine_tuning_starts_from_a_registered_model(workdir: Path) -> None:
     assert "fov_size: registered (17, 17, 17), model= asks (33, 33, 33)" in proc.stderr
 
 
+def test_segment_validation_registers_the_best_step(workdir: Path) -> None:
+    """Training on z < 90 of the sample, validated by segmenting [100:140, 30:90, 30:90]."""
+    proc = ffnops(
+        "partitions", "lom_radius=[8,8,8]", "min_size=1000", "bbox=0:90,0:128,0:128",
+        "output=h5://upper.h5#p", cwd=workdir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    proc = ffnops(
+        "coordinates", "volumes=[sample:h5://upper.h5#p]", "margin=[16,16,16]",
+        "max_per_partition=100", "output=upper.npz", cwd=workdir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    proc = ffnops(
+        "train",
+        *QUICK,
+        "data.coordinates=upper.npz",
+        "trainer.max_steps=4",
+        "training.last_checkpoint_every_n_steps=2",
+        "training.validation.box=100:140,30:90,30:90",
+        "training.validation.every_n_steps=2",
+        "training.validation.inference.min_segment_size=100",
+        "tracking.experiment_name=selection",
+        "tracking.model_name=selected",
+        "paths.output_dir=selection_out",
+        cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for step in (0, 2, 4):  # the starting weights, every 2 steps, the last
+        assert f"validation at step {step} on sample[100:140,30:90,30:90]" in proc.stdout
+    (run,) = runs(workdir, "selection")
+    uri = f"sqlite:///{workdir}/mlflow.db"
+    client = MlflowClient(tracking_uri=uri)
+    history = client.get_metric_history(run.info.run_id, "val/adapted_rand_error")
+    scores = {m.step: m.value for m in history}
+    assert sorted(scores) == [0, 2, 4]
+    version = client.get_model_version("selected", "1")
+    best_step = min(scores, key=lambda k: (scores[k], k))
+    assert version.tags["ffnops.selected_step"] == str(best_step)
+    assert float(version.tags["ffnops.validation_adapted_rand_error"]) == pytest.approx(
+        scores[best_step], rel=1e-5
+    )
+    # The registered weights are that step's: segmenting the box again gives its score.
+    from ffnops.ffn.options import InferenceOptions
+    from ffnops.training.segment_validation import SegmentValidation, ValidationBox
+    from ffnops.volume import BBox
+    from ffnops.volumes import open_volume
+
+    box = BBox.parse("100:140,30:90,30:90")
+    with open_volume(f"h5://{SAMPLE}#image") as image, open_volume(f"h5://{SAMPLE}#labels") as gt:
+        raw, labels = image.read(box).astype(np.float32), gt.read(box)
+    model = load_registered_model(uri, "models:/selected/1").model
+    again = SegmentValidation(
+        ValidationBox((raw - 128) / 33, labels, "again"),
+        model.fov_size,
+        model.deltas,
+        InferenceOptions(min_segment_size=100),
+        every_n_steps=1,
+    ).segment(model)[0]
+    assert again.adapted_rand_error == pytest.approx(scores[best_step], abs=1e-6)
+    # The selection is in the checkpoint a resume continues from.
+    (last,) = (workdir / "selection_out").rglob("last.ckpt")
+    state = torch.load(last, weights_only=False)["callbacks"]
+    (kept,) = [v for k, v in state.items() if "SegmentValidation" in k]
+    assert kept["value"] == pytest.approx(scores[kept["step"]]) and kept["weights"]
+
+
 def test_short_training_lowers_the_loss(workdir: Path) -> None:
     class Losses(pl.Callback):
         def __init__(self) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -25,11 +26,13 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ffnops.atomic import write_text
 from ffnops.config.schemas import MODEL_START_KEYS
+from ffnops.data.coordinate_file import load_coordinates
 from ffnops.data.dataset import Dataset
 from ffnops.data.examples import Augmentation
 from ffnops.errors import FfnopsError
 from ffnops.ffn.model import ConvStack3DFFNModel
 from ffnops.ffn.model_settings import ModelSettings
+from ffnops.ffn.options import InferenceOptions
 from ffnops.ffn.training_moves import TrainingGeometry
 from ffnops.locks import OutputLock
 from ffnops.tracking.mlflow_tracking import (
@@ -44,6 +47,12 @@ from ffnops.tracking.registry import RegisteredModel, load_registered_model
 from ffnops.training.datamodule import FFNDataModule
 from ffnops.training.module import FFNTrainingModule
 from ffnops.training.progress import StepProgressBar
+from ffnops.training.segment_validation import (
+    SELECTION_METRICS,
+    SegmentValidation,
+    ValidationBox,
+)
+from ffnops.volumes import box_of
 
 RUN_FILE = "ffnops_run.json"  # the run's record: MLflow run id, status, registered version
 CONFIG_FILE = "config.yaml"  # the run's composed config, which a resume continues with
@@ -146,6 +155,68 @@ def check_trainer(cfg: DictConfig) -> None:
         raise FfnopsError(f"training.batch_size must be at least 1, got {cfg.training.batch_size}")
     if cfg.trainer.max_steps < 1:
         raise FfnopsError(f"trainer.max_steps must be at least 1, got {cfg.trainer.max_steps}")
+
+
+def segment_validation(
+    cfg: DictConfig, datasets: dict[str, Dataset], model: ConvStack3DFFNModel, patch: Any
+) -> SegmentValidation | None:
+    """The checkpoint selection ``training.validation`` asks for (None when its box is unset),
+    checked: the volume and box exist, the box holds the FOV, and no training patch reaches
+    into it (the score would then be of data the network trained on)."""
+    settings = cfg.training.validation
+    if settings.box is None:
+        for key in ("volume", "every_n_steps", "metric", "inference"):
+            if _given(f"training.validation.{key}"):
+                raise FfnopsError(
+                    f"training.validation.{key} is set, but training.validation.box is not: "
+                    "set the box to validate on"
+                )
+        return None
+    if settings.metric not in SELECTION_METRICS:
+        raise FfnopsError(
+            f"training.validation.metric={settings.metric}: expected one of "
+            f"{', '.join(SELECTION_METRICS)}"
+        )
+    name = settings.volume or next(iter(datasets))
+    if name not in datasets:
+        raise FfnopsError(
+            f"training.validation.volume={name}: not one of data.volumes ({', '.join(datasets)})"
+        )
+    dataset = datasets[name]
+    with dataset.open_image() as image_volume:
+        box = box_of(image_volume, settings.box, "training.validation.box")
+        raw = np.asarray(image_volume.read(box), dtype=np.float32)
+    with dataset.open_labels() as label_volume:
+        labels = np.asarray(label_volume.read(box))
+    if any(b < f for b, f in zip(box.size, model.fov_size, strict=True)):
+        raise FfnopsError(
+            f"training.validation.box=[{box}] is smaller than the model's FOV {model.fov_size}"
+        )
+    table = load_coordinates(cfg.data.coordinates)
+    reaching = table.reaching(name, box.start, box.stop, [p // 2 for p in patch])
+    if reaching.any():
+        first = tuple(int(v) for v in table.zyx[np.flatnonzero(reaching)[0]])
+        raise FfnopsError(
+            f"training.validation.box=[{box}]: {int(reaching.sum())} training patches of "
+            f"{cfg.data.coordinates} reach into it (the first centred at {first}, z, y, x; "
+            f"patches are {tuple(patch)}); validate on a box training never sees"
+        )
+    options: InferenceOptions = OmegaConf.to_object(settings.inference)  # type: ignore[assignment]
+    image = (raw - np.float32(dataset.image_mean)) / np.float32(dataset.image_stddev)
+    return SegmentValidation(
+        ValidationBox(image.astype(np.float32), labels, f"{name}[{box}]"),
+        model.fov_size,
+        model.deltas,
+        options,
+        settings.every_n_steps,
+        settings.metric,
+    )
+
+
+def _given(key: str) -> bool:
+    """Whether ``key`` or a key below it is set on the command line."""
+    overrides = HydraConfig.get().overrides.task
+    return any(o.lstrip("+~").split("=", 1)[0].startswith(key) for o in overrides)
 
 
 def settings_for_inference(
@@ -262,6 +333,7 @@ def train(cfg: DictConfig) -> None:
         seed=cfg.seed,
     )
     data.setup("fit")  # coordinates and volumes checked here, before any run is made
+    validation = segment_validation(cfg, datasets, model, geometry.patch_size)
     module = FFNTrainingModule(
         model,
         hydra.utils.instantiate(cfg.optimizer),
@@ -312,6 +384,7 @@ def train(cfg: DictConfig) -> None:
             last,
             StepProgressBar(),
             PicturesCallback(cfg.training.log_images_every_n_steps),
+            *([validation] if validation else []),
         ],
         default_root_dir=str(directory),
     )
@@ -348,11 +421,29 @@ def train(cfg: DictConfig) -> None:
         raise
     if not trainer.is_global_zero:
         return
-    best = checkpoints.best_model_path or last.last_model_path
-    if best:
-        logger.experiment.log_artifact(logger.run_id, best, "checkpoints")
+    checkpoint = checkpoints.best_model_path or last.last_model_path
+    if checkpoint:
+        logger.experiment.log_artifact(logger.run_id, checkpoint, "checkpoints")
     reference = next(iter(datasets.values()))
     assert logger.run_id is not None, "rank 0 has an MLflow run"
+    description = f"trained by ffnops train, run {logger.run_id}, {trainer.global_step} steps"
+    selected: dict[str, str] = {}
+    if validation is not None and validation.best is not None:
+        chosen = validation.best
+        module.model.load_state_dict(chosen.weights)
+        selected = {
+            "ffnops.selected_step": str(chosen.step),
+            "ffnops.validation_box": validation.box.name,
+            f"ffnops.validation_{validation.metric}": f"{chosen.value:.6g}",
+        }
+        description += (
+            f"; the weights of step {chosen.step}, the best {validation.metric} "
+            f"({chosen.value:.4f}) on {validation.box.name}"
+        )
+        print(
+            f"selected the weights of step {chosen.step}: {validation.metric} "
+            f"{chosen.value:.4f} on {validation.box.name}"
+        )
     version = register_model(
         tracking.tracking_uri,
         logger.run_id,
@@ -360,7 +451,8 @@ def train(cfg: DictConfig) -> None:
         tracking.model_name,
         settings_for_inference(cfg, model, reference, parent_settings(parent, init_from)),
         alias=tracking.alias,
-        description=f"trained by ffnops train, run {logger.run_id}, {trainer.global_step} steps",
+        description=description,
+        tags=selected,
     )
     write_record(
         directory,

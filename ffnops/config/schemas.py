@@ -213,6 +213,20 @@ class CoordinatesCommand:
 
 
 @dataclass
+class SegmentValidationConfig:
+    """``training.validation``: checkpoint selection by segmenting a labelled box every
+    ``every_n_steps`` with ``inference`` options; the weights with the lowest ``metric``
+    (adapted_rand_error, voi_split, voi_merge or voi) are registered. Off unless ``box`` is set
+    (docs/training.md, "Checkpoint selection")."""
+
+    box: str | None = None  # z0:z1,y0:y1,x0:x1 of `volume`; no training patch may reach into it
+    volume: str | None = None  # a data.volumes name; None: the first
+    every_n_steps: int = 100
+    metric: str = "adapted_rand_error"
+    inference: InferenceOptions = field(default_factory=InferenceOptions)
+
+
+@dataclass
 class TrainingSettings:
     """How FOVs move during training and what is logged (google/ffn's ``train.py``)."""
 
@@ -226,6 +240,7 @@ class TrainingSettings:
     last_checkpoint_every_n_steps: int = 50  # last.ckpt, which `resume=` continues from
     log_images_every_n_steps: int = 500
     channels_last: bool = False
+    validation: SegmentValidationConfig = field(default_factory=SegmentValidationConfig)
 
 
 @dataclass

@@ -38,6 +38,23 @@ class CoordinateTable:
         values, counts = np.unique(self.partition, return_counts=True)
         return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
 
+    def reaching(
+        self,
+        volume: str,
+        start: Sequence[int],
+        stop: Sequence[int],
+        radius: Sequence[int],
+    ) -> npt.NDArray[np.bool_]:
+        """Which records' patches (centre +- ``radius``) overlap the box [start, stop) of
+        ``volume``."""
+        if volume not in self.names:
+            return np.zeros(len(self), bool)
+        mine = self.volume == self.names.index(volume)
+        lo = self.zyx - np.asarray(radius)
+        hi = self.zyx + np.asarray(radius) + 1
+        overlap = ((lo < np.asarray(stop)) & (hi > np.asarray(start))).all(axis=1)
+        return mine & overlap  # type: ignore[no-any-return]
+
     def subset(self, index: npt.NDArray[np.integer] | slice) -> CoordinateTable:
         return CoordinateTable(
             self.names, self.volume[index], self.zyx[index], self.partition[index], self.meta

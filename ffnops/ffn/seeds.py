@@ -16,6 +16,9 @@ from scipy import ndimage
 from skimage.feature import peak_local_max
 
 from ffnops.ffn.geometry import Vec3
+from ffnops.ffn.options import InferenceOptions
+
+SEED_POLICIES = ("peaks", "grid")
 
 
 def _inside(
@@ -72,3 +75,23 @@ def grid_seeds(
         grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
         points.append(grid)
     return _inside(np.concatenate(points), shape, margin)
+
+
+def policy_seeds(
+    options: InferenceOptions,
+    image: npt.NDArray[np.floating],
+    margin: Sequence[int],
+    mask: npt.NDArray[np.bool_] | None = None,
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+    origin: Sequence[int] = (0, 0, 0),
+) -> list[Vec3]:
+    """The seeds ``options.seed_policy`` places in ``image`` (``seed_policy_args`` go to the
+    grid; ``origin`` as :func:`grid_seeds`'s)."""
+    if options.seed_policy == "peaks":
+        return peak_seeds(image, margin, mask, voxel_size)
+    if options.seed_policy == "grid":
+        return grid_seeds(image.shape, margin, origin=origin, **options.seed_policy_args)
+    raise ValueError(
+        f"inference.seed_policy must be one of {', '.join(SEED_POLICIES)}, "
+        f"got {options.seed_policy!r}"
+    )

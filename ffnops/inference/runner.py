@@ -24,7 +24,7 @@ from ffnops.errors import FfnopsError
 from ffnops.ffn.canvas import Canvas, Counters, run_canvas
 from ffnops.ffn.geometry import Vec3
 from ffnops.ffn.predictor import TorchPredictor
-from ffnops.ffn.seeds import grid_seeds, peak_seeds
+from ffnops.ffn.seeds import policy_seeds
 from ffnops.inference.progress import SeedProgress
 from ffnops.inference.request import BoxRequest, DeviceSettings
 from ffnops.segmentation import SeedOrigin, SegmentationResult
@@ -113,17 +113,17 @@ def place_seeds(
     """The seed policy's positions in canvas voxels, in the policy's order; with ``within``
     (canvas voxels) only those inside it. ``origin``: where the canvas starts in the request's
     box (a block's), so a grid is the box's grid."""
-    options = request.options
-    if options.seed_policy == "peaks":
-        seeds = peak_seeds(canvas.image, canvas.fov_radius, canvas.mask, box_image.voxel_size)
-    elif options.seed_policy == "grid":
-        seeds = grid_seeds(
-            canvas.image.shape, canvas.fov_radius, origin=origin, **options.seed_policy_args
+    try:
+        seeds = policy_seeds(
+            request.options,
+            canvas.image,
+            canvas.fov_radius,
+            canvas.mask,
+            box_image.voxel_size,
+            origin,
         )
-    else:
-        raise FfnopsError(
-            f"inference.seed_policy must be peaks or grid, got {options.seed_policy!r}"
-        )
+    except ValueError as exc:
+        raise FfnopsError(str(exc)) from None
     if within is None:
         return seeds
     lo, hi = within.start, within.stop

@@ -95,7 +95,7 @@ UNSUPPORTED = (
     "movement_policy_args", "seed_policy_args", "self_prediction", "init_segmentation",
     "inference_options.consistency_threshold",
 )  # fmt: skip
-SEED_POLICIES = {"PolicyPeaks": "peaks", "PolicyGrid3d": "grid"}
+GOOGLE_SEED_POLICIES = {"PolicyPeaks": "peaks", "PolicyGrid3d": "grid"}
 
 
 def _request_class() -> type[Message]:
@@ -209,12 +209,12 @@ def request_settings(request: Message, source: str = "inference request") -> dic
         settings["min_boundary_dist"] = [int(d.z), int(d.y), int(d.x)]
     if request.HasField("seed_policy"):
         policy = str(request.seed_policy)
-        if policy not in SEED_POLICIES:
+        if policy not in GOOGLE_SEED_POLICIES:
             raise FfnopsError(
                 f"{source}: seed_policy {policy!r} is not one ffnops implements "
-                f"(expected one of {', '.join(SEED_POLICIES)})"
+                f"(expected one of {', '.join(GOOGLE_SEED_POLICIES)})"
             )
-        settings["seed_policy"] = SEED_POLICIES[policy]
+        settings["seed_policy"] = GOOGLE_SEED_POLICIES[policy]
     return settings
 
 
