@@ -173,6 +173,21 @@ INFER_CASES: list[Case] = [
     ("corrupt store", [*INFER, GARBAGE], "garbage.db is not a readable SQLite database"),
     ("workers 0", [*INFER, "executor=daisy", "executor.workers=0"], "workers"),
     ("unknown executor key", [*INFER, "executor.bogus=1"], "bogus"),
+    (
+        "eval box outside the box",
+        [
+            *INFER,
+            "groundtruth=h5://{ws}/labels.h5#stack",
+            "bbox=0:40,0:40,0:40",
+            "eval_bbox=20:60,0:40,0:40",
+        ],
+        "must be a non-empty part",
+    ),
+    (
+        "eval box without ground truth",
+        [*INFER, "eval_bbox=0:20,0:20,0:20"],
+        "needs groundtruth=URI",
+    ),
 ]
 
 DAISY = [*INFER, "executor=daisy", "executor.block_size=[40,40,48]"]

@@ -108,6 +108,38 @@ def test_infer_segments_writes_evaluates_and_logs(store: tuple[Path, str]) -> No
     assert labels.shape == seg.shape
 
 
+def test_eval_bbox_scores_a_part_of_the_segmented_box(store: tuple[Path, str]) -> None:
+    """Segmented with context around it, scored on the part inside (as a whole-volume run)."""
+    path, uri = store
+    extra = (
+        f"output=zarr://{path}/context.zarr",
+        f"groundtruth={LABELS}",
+        "eval_bbox=8:40,8:40,8:40",
+        "inference.seed_policy=grid",
+        "evaluation.skeletonize=false",
+        "viewer.publish=false",
+        "tracking.run_name=context",
+    )
+    proc = ffnops(*infer_args(uri, *extra), cwd=path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "covers [8:40,8:40,8:40] of the box" not in proc.stdout  # the labels cover it all
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("inference").experiment_id],
+        filter_string="attributes.run_name = 'context'",
+    )
+    assert run.data.tags["ffnops.eval_bbox"] == "8:40,8:40,8:40"
+    proc = ffnops(
+        "evaluate", f"seg=zarr://{path}/context.zarr", f"gt={LABELS}", "bbox=8:40,8:40,8:40",
+        "evaluation.skeletonize=false", f"tracking.tracking_uri={uri}", cwd=path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.split()[:1] == ["adapted_rand_error"])
+    assert float(line.split()[1]) == pytest.approx(
+        run.data.metrics["eval/adapted_rand_error"], abs=1e-4
+    )
+
+
 def test_unknown_alias_lists_registered_models(store: tuple[Path, str]) -> None:
     path, uri = store
     proc = ffnops(

@@ -45,12 +45,18 @@ class GroundTruthPart:
 
 
 def groundtruth_part(
-    uri: str, box: BBox, volume_offset: Sequence[int], voxel_size: Sequence[float]
+    uri: str,
+    box: BBox,
+    volume_offset: Sequence[int],
+    voxel_size: Sequence[float],
+    scored: BBox | None = None,
 ) -> GroundTruthPart:
     """The part of ``box`` (of a volume with ``volume_offset`` and ``voxel_size``) that the
     ground truth labels, aligned by offsets, found before any work so a wrong ground truth
-    fails at once. A ground truth that covers only part of the box (as FIB-25's, whose labels
-    stop at z = 175) is scored on that part, and says so."""
+    fails at once; only within ``scored`` (inside ``box``) if given. A ground truth that covers
+    only part of it (as FIB-25's, whose labels stop at z = 175) is scored on that part, and
+    says so."""
+    target = scored if scored is not None else box
     with open_volume(uri, dtypes=LABEL_DTYPES) as gt:
         if not np.allclose(gt.voxel_size, voxel_size):
             raise FfnopsError(
@@ -59,15 +65,15 @@ def groundtruth_part(
             )
         start = [g - i for g, i in zip(gt.offset, volume_offset, strict=True)]
         extent = BBox(as_vec3(start), gt.shape)
-        common = box.intersect(extent)
+        common = target.intersect(extent)
         if common is None:
             raise FfnopsError(
                 f"ground truth {uri} (shape {gt.shape}, offset {gt.offset}) does not overlap "
-                f"the box [{box}] (offset {tuple(volume_offset)}): in that volume's voxels it "
+                f"the box [{target}] (offset {tuple(volume_offset)}): in that volume's voxels it "
                 f"covers [{extent}]"
             )
-    if common != box:
-        print(f"ground truth {uri} covers [{common}] of the box [{box}]: scored there only")
+    if common != target:
+        print(f"ground truth {uri} covers [{common}] of the box [{target}]: scored there only")
     return GroundTruthPart(common.shifted(extent.start), common.shifted(box.start))
 
 
@@ -89,13 +95,24 @@ def plan_scoring(
     cfg: DictConfig, box: BBox, volume_offset: Sequence[int], voxel_size: Sequence[float]
 ) -> ScoringPlan | None:
     if not cfg.groundtruth:
-        if cfg.skeletons:
-            raise FfnopsError(
-                f"skeletons={cfg.skeletons} needs groundtruth=URI (the dense labels they score "
-                "against)"
-            )
+        for key in ("skeletons", "eval_bbox"):
+            if cfg[key]:
+                raise FfnopsError(
+                    f"{key}={cfg[key]} needs groundtruth=URI (the dense labels it scores against)"
+                )
         return None
-    part = groundtruth_part(cfg.groundtruth, box, volume_offset, voxel_size)
+    scored = None
+    if cfg.eval_bbox:
+        try:
+            scored = BBox.parse(str(cfg.eval_bbox))
+        except ValueError as exc:
+            raise FfnopsError(f"eval_bbox={cfg.eval_bbox}: {exc}") from None
+        if min(scored.size) < 1 or box.intersect(scored) != scored:
+            raise FfnopsError(
+                f"eval_bbox=[{scored}] must be a non-empty part of the inferred bbox=[{box}] "
+                "(the box segmented with its context around it)"
+            )
+    part = groundtruth_part(cfg.groundtruth, box, volume_offset, voxel_size, scored)
     return ScoringPlan(cfg.groundtruth, part, given_skeletons(cfg.skeletons))
 
 

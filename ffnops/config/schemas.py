@@ -307,6 +307,9 @@ class InferCommand:
     output: str = MISSING
     bbox: str | None = None
     groundtruth: str | None = None
+    # The part of bbox scored against groundtruth (volume voxels); the rest of bbox is context
+    # a whole-volume run would have given. None: all of bbox the ground truth covers.
+    eval_bbox: str | None = None
     skeletons: str | None = None  # SWC skeletons of the ground truth (else kimimaro's)
     mask: str | None = None
     image_mean: float | None = None
