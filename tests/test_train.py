@@ -127,7 +127,8 @@ def test_fine_tuning_starts_from_a_registered_model(workdir: Path) -> None:
 
 
 def test_segment_validation_registers_the_best_step(workdir: Path) -> None:
-    """Training on z < 90 of the sample, validated by segmenting [100:140, 30:90, 30:90]."""
+    """Training on z < 90 of the sample, validated by segmenting [100:140, 30:90, 30:90] with 8
+    voxels of context around it."""
     proc = ffnops(
         "partitions", "lom_radius=[8,8,8]", "min_size=1000", "bbox=0:90,0:128,0:128",
         "output=h5://upper.h5#p", cwd=workdir,
@@ -145,6 +146,7 @@ def test_segment_validation_registers_the_best_step(workdir: Path) -> None:
         "trainer.max_steps=4",
         "training.last_checkpoint_every_n_steps=2",
         "training.validation.box=100:140,30:90,30:90",
+        "training.validation.context=[8,8,8]",
         "training.validation.every_n_steps=2",
         "training.validation.inference.min_segment_size=100",
         "tracking.experiment_name=selection",
@@ -173,12 +175,12 @@ def test_segment_validation_registers_the_best_step(workdir: Path) -> None:
     from ffnops.volume import BBox
     from ffnops.volumes import open_volume
 
-    box = BBox.parse("100:140,30:90,30:90")
+    box, segmented = BBox.parse("100:140,30:90,30:90"), BBox.parse("92:148,22:98,22:98")
     with open_volume(f"h5://{SAMPLE}#image") as image, open_volume(f"h5://{SAMPLE}#labels") as gt:
-        raw, labels = image.read(box).astype(np.float32), gt.read(box)
+        raw, labels = image.read(segmented).astype(np.float32), gt.read(box)
     model = load_registered_model(uri, "models:/selected/1").model
     again = SegmentValidation(
-        ValidationBox((raw - 128) / 33, labels, "again"),
+        ValidationBox((raw - 128) / 33, labels, "again", box.shifted(segmented.start)),
         model.fov_size,
         model.deltas,
         InferenceOptions(min_segment_size=100),

@@ -25,11 +25,13 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ffnops.atomic import write_text
+from ffnops.config.checks import vec3_setting
 from ffnops.config.schemas import MODEL_START_KEYS
 from ffnops.data.coordinate_file import load_coordinates
 from ffnops.data.dataset import Dataset
 from ffnops.data.examples import Augmentation
 from ffnops.errors import FfnopsError
+from ffnops.ffn.geometry import as_vec3
 from ffnops.ffn.model import ConvStack3DFFNModel
 from ffnops.ffn.model_settings import ModelSettings
 from ffnops.ffn.options import InferenceOptions
@@ -52,6 +54,7 @@ from ffnops.training.segment_validation import (
     SegmentValidation,
     ValidationBox,
 )
+from ffnops.volume import BBox
 from ffnops.volumes import box_of
 
 RUN_FILE = "ffnops_run.json"  # the run's record: MLflow run id, status, registered version
@@ -165,7 +168,7 @@ def segment_validation(
     into it (the score would then be of data the network trained on)."""
     settings = cfg.training.validation
     if settings.box is None:
-        for key in ("volume", "every_n_steps", "metric", "inference"):
+        for key in ("context", "volume", "every_n_steps", "metric", "inference"):
             if _given(f"training.validation.{key}"):
                 raise FfnopsError(
                     f"training.validation.{key} is set, but training.validation.box is not: "
@@ -183,14 +186,20 @@ def segment_validation(
             f"training.validation.volume={name}: not one of data.volumes ({', '.join(datasets)})"
         )
     dataset = datasets[name]
+    context = vec3_setting(settings.context, "training.validation.context", minimum=0)
     with dataset.open_image() as image_volume:
         box = box_of(image_volume, settings.box, "training.validation.box")
-        raw = np.asarray(image_volume.read(box), dtype=np.float32)
+        whole = BBox.from_shape(image_volume.shape)
+        lo = [max(a - c, 0) for a, c in zip(box.start, context, strict=True)]
+        hi = [min(b + c, n) for b, c, n in zip(box.stop, context, whole.size, strict=True)]
+        segmented = BBox(as_vec3(lo), as_vec3([b - a for a, b in zip(lo, hi, strict=True)]))
+        raw = np.asarray(image_volume.read(segmented), dtype=np.float32)
     with dataset.open_labels() as label_volume:
         labels = np.asarray(label_volume.read(box))
-    if any(b < f for b, f in zip(box.size, model.fov_size, strict=True)):
+    if any(b < f for b, f in zip(segmented.size, model.fov_size, strict=True)):
         raise FfnopsError(
-            f"training.validation.box=[{box}] is smaller than the model's FOV {model.fov_size}"
+            f"training.validation.box=[{box}] with its context is [{segmented}], smaller than "
+            f"the model's FOV {model.fov_size}"
         )
     table = load_coordinates(cfg.data.coordinates)
     reaching = table.reaching(name, box.start, box.stop, [p // 2 for p in patch])
@@ -204,7 +213,9 @@ def segment_validation(
     options: InferenceOptions = OmegaConf.to_object(settings.inference)  # type: ignore[assignment]
     image = (raw - np.float32(dataset.image_mean)) / np.float32(dataset.image_stddev)
     return SegmentValidation(
-        ValidationBox(image.astype(np.float32), labels, f"{name}[{box}]"),
+        ValidationBox(
+            image.astype(np.float32), labels, f"{name}[{box}]", box.shifted(segmented.start)
+        ),
         model.fov_size,
         model.deltas,
         options,

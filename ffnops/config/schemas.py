@@ -220,6 +220,9 @@ class SegmentValidationConfig:
     (docs/training.md, "Checkpoint selection")."""
 
     box: str | None = None  # z0:z1,y0:y1,x0:x1 of `volume`; no training patch may reach into it
+    # Voxels of image segmented around the box on each side (z, y, x; cut at the volume's
+    # faces), as a whole-volume run would see it; only the box is scored.
+    context: list[int] = field(default_factory=lambda: [0, 0, 0])
     volume: str | None = None  # a data.volumes name; None: the first
     every_n_steps: int = 100
     metric: str = "adapted_rand_error"

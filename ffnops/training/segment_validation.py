@@ -2,14 +2,14 @@
 
 The patch metrics of ``val/`` (F1 of single FOV predictions) do not say how well a network
 floods whole objects; what a lab cares about is the segmentation. This callback runs the
-inference method itself (one canvas, the seed policy and acceptance rules of ``inference``) over
-a labelled validation box with the current weights, scores it (adapted Rand error, VOI), logs
-``val/adapted_rand_error``, ``val/voi_split``, ``val/voi_merge``, ``val/objects`` at that
-step, and keeps the weights of the best score. It validates at the first step too, so a
-fine-tuning run that never beats its starting model keeps the starting weights. The kept
-weights and score are part of Lightning's checkpoint (a resumed run keeps its best). Rank 0
-validates; the others wait at their next synchronisation. docs/training.md, "Checkpoint
-selection".
+inference method itself (one canvas, the seed policy and acceptance rules of ``inference``)
+over a labelled validation box, with context around it, with the current weights; scores the
+box (adapted Rand error, VOI); logs ``val/adapted_rand_error``, ``val/voi_split``,
+``val/voi_merge`` and ``val/objects`` at that step; and keeps the weights of the best score.
+It validates at the first step too, so a fine-tuning run that never beats its starting model
+keeps the starting weights. The kept weights and score are part of Lightning's checkpoint (a
+resumed run keeps its best). Rank 0 validates; the others wait at their next synchronisation.
+docs/training.md, "Checkpoint selection".
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from ffnops.ffn.metrics import SegmentationScores, score_segmentation
 from ffnops.ffn.options import InferenceOptions
 from ffnops.ffn.predictor import TorchPredictor
 from ffnops.ffn.seeds import policy_seeds
+from ffnops.volume import BBox
 
 # Scores the selection can use; lower is better for each.
 SELECTION_METRICS = ("adapted_rand_error", "voi_split", "voi_merge", "voi")
@@ -37,11 +38,14 @@ SELECTION_METRICS = ("adapted_rand_error", "voi_split", "voi_merge", "voi")
 
 @dataclass(frozen=True)
 class ValidationBox:
-    """The labelled box validation segments: image normalised as training sees it."""
+    """The labelled box validation scores, and the image it segments: the box with context
+    around it, normalised as training sees it. ``scored`` is where the box lies in ``image``
+    (None: all of it); ``labels`` are the box's."""
 
     image: npt.NDArray[np.float32]
     labels: npt.NDArray[np.integer]
     name: str  # where it is, for logs and tags: "volume[z0:z1,y0:y1,x0:x1]"
+    scored: BBox | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,10 @@ class SegmentValidation(pl.Callback):
         canvas = Canvas(self.box.image, self.fov_size, self.deltas, self.options)
         seeds = policy_seeds(self.options, self.box.image, canvas.fov_radius)
         run_canvas(canvas.segment_all(seeds), predictor)
-        scores = score_segmentation(canvas.final_segmentation(), self.box.labels, self.min_overlap)
+        segmentation = canvas.final_segmentation()
+        if self.box.scored is not None:
+            segmentation = segmentation[self.box.scored.slices]
+        scores = score_segmentation(segmentation, self.box.labels, self.min_overlap)
         return scores, canvas.counters.network_calls, time.perf_counter() - started
 
     def validate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
