@@ -128,6 +128,12 @@ class BBox:
             return None
         return BBox(start, as_vec3([e - s for s, e in zip(start, stop, strict=True)]))
 
+    def grown(self, by: Sequence[int], within: BBox) -> BBox:
+        """This box with ``by`` voxels more on each side (z, y, x), cut to ``within``."""
+        lo = [max(s - b, w) for s, b, w in zip(self.start, by, within.start, strict=True)]
+        hi = [min(e + b, w) for e, b, w in zip(self.stop, by, within.stop, strict=True)]
+        return BBox(as_vec3(lo), as_vec3([max(h - a, 0) for a, h in zip(lo, hi, strict=True)]))
+
     def shifted(self, by: Sequence[int]) -> BBox:
         """The same box with ``by`` subtracted from its start (a change of origin)."""
         return BBox(as_vec3([s - b for s, b in zip(self.start, by, strict=True)]), self.size)

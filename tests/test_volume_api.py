@@ -22,6 +22,9 @@ def test_bbox_parse_and_properties() -> None:
         BBox.parse("1:5,2:10")
     with pytest.raises(ValueError, match="stop before its start"):
         BBox.parse("5:1,0:1,0:1")
+    # context around a box, cut at the volume's faces
+    grown = BBox.parse("2:6,0:4,10:12").grown((4, 2, 1), BBox.from_shape((8, 8, 12)))
+    assert str(grown) == "0:8,0:6,9:12"
 
 
 def test_blocks_tile_the_box_exactly() -> None:

@@ -31,7 +31,6 @@ from ffnops.data.coordinate_file import load_coordinates
 from ffnops.data.dataset import Dataset
 from ffnops.data.examples import Augmentation
 from ffnops.errors import FfnopsError
-from ffnops.ffn.geometry import as_vec3
 from ffnops.ffn.model import ConvStack3DFFNModel
 from ffnops.ffn.model_settings import ModelSettings
 from ffnops.ffn.options import InferenceOptions
@@ -189,10 +188,7 @@ def segment_validation(
     context = vec3_setting(settings.context, "training.validation.context", minimum=0)
     with dataset.open_image() as image_volume:
         box = box_of(image_volume, settings.box, "training.validation.box")
-        whole = BBox.from_shape(image_volume.shape)
-        lo = [max(a - c, 0) for a, c in zip(box.start, context, strict=True)]
-        hi = [min(b + c, n) for b, c, n in zip(box.stop, context, whole.size, strict=True)]
-        segmented = BBox(as_vec3(lo), as_vec3([b - a for a, b in zip(lo, hi, strict=True)]))
+        segmented = box.grown(context, BBox.from_shape(image_volume.shape))
         raw = np.asarray(image_volume.read(segmented), dtype=np.float32)
     with dataset.open_labels() as label_volume:
         labels = np.asarray(label_volume.read(box))
