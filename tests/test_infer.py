@@ -111,26 +111,32 @@ def test_infer_segments_writes_evaluates_and_logs(store: tuple[Path, str]) -> No
 def test_eval_bbox_scores_a_part_of_the_segmented_box(store: tuple[Path, str]) -> None:
     """Segmented with context around it, scored on the part inside (as a whole-volume run)."""
     path, uri = store
-    extra = (
+    proc = ffnops(
+        "infer",
+        "model=models:/oracle@truth",
+        f"image={LABELS}",
+        f"tracking.tracking_uri={uri}",
+        "bbox=8:56,8:56,8:56",
+        "eval_bbox=16:40,16:40,16:40",  # volume voxels, like bbox
+        "inference.min_segment_size=100",
         f"output=zarr://{path}/context.zarr",
         f"groundtruth={LABELS}",
-        "eval_bbox=8:40,8:40,8:40",
         "inference.seed_policy=grid",
         "evaluation.skeletonize=false",
         "viewer.publish=false",
         "tracking.run_name=context",
+        cwd=path,
     )
-    proc = ffnops(*infer_args(uri, *extra), cwd=path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "covers [8:40,8:40,8:40] of the box" not in proc.stdout  # the labels cover it all
     client = MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs(
         [client.get_experiment_by_name("inference").experiment_id],
         filter_string="attributes.run_name = 'context'",
     )
-    assert run.data.tags["ffnops.eval_bbox"] == "8:40,8:40,8:40"
+    assert run.data.tags["ffnops.eval_bbox"] == "8:32,8:32,8:32"  # within the segmented box
+    # The output starts at the box (offset 8): its voxels 8:32 are the volume's 16:40.
     proc = ffnops(
-        "evaluate", f"seg=zarr://{path}/context.zarr", f"gt={LABELS}", "bbox=8:40,8:40,8:40",
+        "evaluate", f"seg=zarr://{path}/context.zarr", f"gt={LABELS}", "bbox=8:32,8:32,8:32",
         "evaluation.skeletonize=false", f"tracking.tracking_uri={uri}", cwd=path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

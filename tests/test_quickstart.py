@@ -16,7 +16,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-SMALL = ["train.max_steps=1", "train.batch_size=1", "quickstart.eval_box=120:160,36:92,36:92"]
+SMALL = [
+    "train.max_steps=1",
+    "train.batch_size=1",
+    "quickstart.val_box=80:108,40:88,40:88",
+    "quickstart.eval_box=124:160,36:92,36:92",
+]
 
 
 def quickstart(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -52,7 +57,14 @@ def test_quickstart_registers_scores_and_crowns_a_champion(tmp_path: Path) -> No
         assert 0 <= run.data.metrics["eval/adapted_rand_error"] <= 1
         assert 0 <= run.data.metrics["eval/erl_nm"] <= run.data.metrics["eval/groundtruth_erl_nm"]
         assert run.data.tags["neuroglancer_url"].startswith("https://")
-    best = min(infers, key=lambda r: r.data.metrics["eval/adapted_rand_error"])
+    # The fine-tuned weights are the best of the validated steps, the starting ones included:
+    # if those won, both versions segment the evaluation box alike and the baseline keeps it.
+    assert finetuned.tags["ffnops.selected_step"] in ("0", "1")
+    scores = {r.info.run_name: r.data.metrics["eval/adapted_rand_error"] for r in infers}
+    if finetuned.tags["ffnops.selected_step"] == "0":
+        assert scores["infer-finetuned"] == scores["infer-baseline"]
+    assert "the baseline on the unseen box: ARAND" in proc.stdout
+    best = min(infers, key=lambda r: (scores[r.info.run_name], r.info.run_name != "infer-baseline"))
     assert best.data.tags["ffnops.model_version"] == str(champion.version)
     assert parent.data.tags["champion"].startswith(f"models:/{name}/{champion.version}")
     assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in proc.stdout

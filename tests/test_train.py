@@ -17,6 +17,7 @@ import torch
 from commands import ffnops
 from mlflow.tracking import MlflowClient
 
+from ffnops.data.coordinate_file import load_coordinates
 from ffnops.data.dataset import Dataset
 from ffnops.data.examples import Augmentation
 from ffnops.ffn.model import ConvStack3DFFNModel
@@ -127,10 +128,10 @@ def test_fine_tuning_starts_from_a_registered_model(workdir: Path) -> None:
 
 
 def test_segment_validation_registers_the_best_step(workdir: Path) -> None:
-    """Training on z < 90 of the sample, validated by segmenting [100:140, 30:90, 30:90] with 8
-    voxels of context around it."""
+    """Training on z in [10, 90) of the sample, validated by segmenting [100:140, 30:90, 30:90]
+    with 8 voxels of context around it."""
     proc = ffnops(
-        "partitions", "lom_radius=[8,8,8]", "min_size=1000", "bbox=0:90,0:128,0:128",
+        "partitions", "lom_radius=[8,8,8]", "min_size=1000", "bbox=10:90,0:128,0:128",
         "output=h5://upper.h5#p", cwd=workdir,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -139,6 +140,9 @@ def test_segment_validation_registers_the_best_step(workdir: Path) -> None:
         "max_per_partition=100", "output=upper.npz", cwd=workdir,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+    # Positions are the sample's voxels: the partitions' box starts at z = 10.
+    z = load_coordinates(workdir / "upper.npz").zyx[:, 0]
+    assert z.min() >= 10 + 16 and z.max() < 90 - 16
     proc = ffnops(
         "train",
         *QUICK,

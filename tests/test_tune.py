@@ -3,6 +3,7 @@ model, on the registered oracle network."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -47,35 +48,43 @@ def test_a_search_then_tune_registers_the_best_options(tmp_path: Path) -> None:
     proc = ffnops("tune", "models:/oracle/1", "evaluation=val-box", "alias=tuned", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 runs named 'val-box'" in proc.stdout
-    ranking = [line.split() for line in proc.stdout.splitlines() if line[:1] in "12"]
+    ranking = [line.split() for line in proc.stdout.splitlines() if line[:1] in ("1", "2")]
     assert [row[:2] for row in ranking] == [["1", "200"], ["2", "60000"]]
     assert float(ranking[0][2]) < float(ranking[1][2])  # ranked by adapted Rand error
     tuned = client.get_model_version_by_alias("oracle", "tuned")
     assert str(tuned.version) == "2" and tuned.tags["ffnops.min_segment_size"] == "200"
-    assert tuned.tags["ffnops.tuned_from"] == "1" and tuned.tags["ffnops.tuned_on"] == "val-box"
+    assert tuned.tags["ffnops.tuned_from"] == "1" and tuned.tags["ffnops.tuned_on"] == '"val-box"'
+    assert tuned.tags["ffnops.parent_model"] == '"models:/oracle/1"'  # JSON, as training's
     assert tuned.tags["ffnops.seed_policy"] == '"grid"'  # every option the best run used
     artifacts = {a.path for a in client.list_artifacts(tuned.run_id)}
     assert {"search.csv", "search.png"} <= artifacts
     # Inference from the tuned version uses its options; the command line still wins.
-    proc = ffnops(
-        "infer",
-        "model=models:/oracle@tuned",
-        *common[:3],
-        "evaluation.skeletonize=false",
-        "viewer.publish=false",
-        f"tracking.tracking_uri={uri}",
-        "tracking.run_name=check",
-        f"output=zarr://{tmp_path}/tuned.zarr",
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (check,) = client.search_runs(
-        [client.get_experiment_by_name("inference").experiment_id],
-        filter_string="attributes.run_name = 'check'",
-    )
+    checks = {}
+    for name, extra in (("check", ()), ("override", ("inference.min_segment_size=60000",))):
+        proc = ffnops(
+            "infer",
+            "model=models:/oracle@tuned",
+            *common[:3],
+            "evaluation.skeletonize=false",
+            "viewer.publish=false",
+            f"tracking.tracking_uri={uri}",
+            f"tracking.run_name={name}",
+            f"output=zarr://{tmp_path}/{name}.zarr",
+            *extra,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (checks[name],) = client.search_runs(
+            [client.get_experiment_by_name("inference").experiment_id],
+            filter_string=f"attributes.run_name = '{name}'",
+        )
+    check = checks["check"]
     assert check.data.params["effective.min_segment_size"] == "200"
     assert check.data.params["effective.seed_policy"] == "grid"
-    best = client.get_run(tuned.tags["ffnops.tuned_run"])
+    override = checks["override"].data.params
+    assert override["effective.min_segment_size"] == "60000"  # the command line's
+    assert override["effective.seed_policy"] == "grid"  # the version's
+    best = client.get_run(json.loads(tuned.tags["ffnops.tuned_run"]))
     assert check.data.metrics["eval/adapted_rand_error"] == pytest.approx(
         best.data.metrics["eval/adapted_rand_error"]
     )  # the tuned version reproduces the search's best run

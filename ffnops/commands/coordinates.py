@@ -6,6 +6,7 @@ training config refers to that volume's image and labels (``data.volumes.<name>`
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +42,19 @@ def run(cfg: DictConfig) -> None:
         open_volume(uri, dtypes=["uint8"]).close()
     with claim_output(str(output), cfg.overwrite, 1_000_000):
         partitions: dict[str, np.ndarray] = {}
+        offsets: dict[str, tuple[int, ...]] = {}
         for name, uri in entries:
             with open_volume(uri) as volume:
                 partitions[name] = volume.read()
+                offsets[name] = tuple(int(o) for o in volume.offset)
         try:
             table = balanced_coordinates(partitions, list(margin), cfg.seed, cfg.max_per_partition)
         except ValueError as exc:
             raise FfnopsError(str(exc)) from None
+        # Positions in the volume's voxels: `ffnops partitions bbox=` writes only its box, at
+        # that box's offset.
+        shift = np.asarray([offsets[n] for n in table.names], np.int32).reshape(-1, 3)
+        table = replace(table, zyx=(table.zyx + shift[table.volume]).astype(np.int32))
         table.meta["sources"] = dict(entries)
         save_coordinates(table, output)
     counts = table.counts()

@@ -174,6 +174,10 @@ def segment_validation(
                     "set the box to validate on"
                 )
         return None
+    if settings.every_n_steps < 1:
+        raise FfnopsError(
+            f"training.validation.every_n_steps must be at least 1, got {settings.every_n_steps}"
+        )
     if settings.metric not in SELECTION_METRICS:
         raise FfnopsError(
             f"training.validation.metric={settings.metric}: expected one of "
@@ -190,8 +194,14 @@ def segment_validation(
         box = box_of(image_volume, settings.box, "training.validation.box")
         segmented = box.grown(context, BBox.from_shape(image_volume.shape))
         raw = np.asarray(image_volume.read(segmented), dtype=np.float32)
+        voxel_size = image_volume.voxel_size
     with dataset.open_labels() as label_volume:
         labels = np.asarray(label_volume.read(box))
+    if not labels.any():
+        raise FfnopsError(
+            f"training.validation.box=[{box}]: {dataset.labels} has no labelled voxel there "
+            "(all 0), so nothing could be scored"
+        )
     if any(b < f for b, f in zip(segmented.size, model.fov_size, strict=True)):
         raise FfnopsError(
             f"training.validation.box=[{box}] with its context is [{segmented}], smaller than "
@@ -210,7 +220,11 @@ def segment_validation(
     image = (raw - np.float32(dataset.image_mean)) / np.float32(dataset.image_stddev)
     return SegmentValidation(
         ValidationBox(
-            image.astype(np.float32), labels, f"{name}[{box}]", box.shifted(segmented.start)
+            image.astype(np.float32),
+            labels,
+            f"{name}[{box}]",
+            box.shifted(segmented.start),
+            voxel_size,
         ),
         model.fov_size,
         model.deltas,
@@ -434,14 +448,14 @@ def train(cfg: DictConfig) -> None:
     reference = next(iter(datasets.values()))
     assert logger.run_id is not None, "rank 0 has an MLflow run"
     description = f"trained by ffnops train, run {logger.run_id}, {trainer.global_step} steps"
-    selected: dict[str, str] = {}
+    selected: dict[str, Any] = {}
     if validation is not None and validation.best is not None:
         chosen = validation.best
         module.model.load_state_dict(chosen.weights)
         selected = {
-            "ffnops.selected_step": str(chosen.step),
-            "ffnops.validation_box": validation.box.name,
-            f"ffnops.validation_{validation.metric}": f"{chosen.value:.6g}",
+            "selected_step": chosen.step,
+            "validation_box": validation.box.name,
+            f"validation_{validation.metric}": chosen.value,
         }
         description += (
             f"; the weights of step {chosen.step}, the best {validation.metric} "
@@ -456,10 +470,11 @@ def train(cfg: DictConfig) -> None:
         logger.run_id,
         module.model,
         tracking.model_name,
-        settings_for_inference(cfg, model, reference, parent_settings(parent, init_from)),
+        settings_for_inference(
+            cfg, model, reference, {**parent_settings(parent, init_from), **selected}
+        ),
         alias=tracking.alias,
         description=description,
-        tags=selected,
     )
     write_record(
         directory,

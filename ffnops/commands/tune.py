@@ -42,7 +42,13 @@ def run(cfg: DictConfig) -> None:
     if cfg.dry_run:
         return
     network = load_version_network(uri, version.name, str(version.version))
-    tuned = replace(settings, **search.best.options)
+    provenance = {
+        "tuned_from": int(version.version),
+        "tuned_on": search.evaluation,
+        "tuned_run": search.best.run_id,
+        "parent_model": f"models:/{version.name}/{version.version}",
+    }
+    tuned = replace(settings, **search.best.options, extra={**settings.extra, **provenance})
     name = cfg.tracking.experiment_name
     found = client.get_experiment_by_name(name)
     experiment = found.experiment_id if found else client.create_experiment(name)
@@ -80,12 +86,6 @@ def run(cfg: DictConfig) -> None:
                 f"of run {search.best.run_id}, the best of {len(search.trials)} on "
                 f"{search.evaluation!r} by {search.metric} (ffnops tune, {current_user()})"
             ),
-            tags={
-                "ffnops.tuned_from": str(version.version),
-                "ffnops.tuned_on": search.evaluation,
-                "ffnops.tuned_run": search.best.run_id,
-                "ffnops.parent_model": f"models:/{version.name}/{version.version}",
-            },
         )
     except BaseException:
         client.set_terminated(run_id, "FAILED")

@@ -383,9 +383,14 @@ class QuickstartSettings:
     init: str = "pretrained"  # fine-tune Google's model; "scratch": train a new one
     model_name: str = "fib25_quickstart"
     output_dir: str = "quickstart"
-    train_box: str = "0:100,0:128,0:128"  # z, y, x; partitions and coordinates come from here
-    # Never seen in training: coordinates keep their whole training patch inside train_box.
-    eval_box: str = "100:160,24:104,24:104"
+    # Three disjoint parts of the 160 x 128 x 128 crop (z, y, x). Partitions and coordinates
+    # come from train_box, and training patches stay inside it; val_box chooses the fine-tuned
+    # checkpoint; eval_box is only reported. Both are segmented with `context` voxels of image
+    # around them (as a whole-volume run would see them) and scored on the box.
+    train_box: str = "0:72,0:128,0:128"
+    val_box: str = "72:108,16:112,16:112"
+    eval_box: str = "116:160,16:112,16:112"
+    context: list[int] = field(default_factory=lambda: [8, 8, 8])
     lom_radius: list[int] = field(default_factory=lambda: [24, 24, 24])
     min_size: int = 10000
 
@@ -398,6 +403,7 @@ class QuickstartTrain:
     batch_size: int = 4
     lr: float = 0.001
     precision: str = "auto"  # bf16 where the CPU has AVX512-BF16/AMX (or on a GPU), else 32
+    validate_every_n_steps: int = 20  # segment val_box and keep the best weights
     overrides: list[str] = field(default_factory=list)
 
 

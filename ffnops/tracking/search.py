@@ -31,7 +31,16 @@ from ffnops.tracking.promotion import lower_is_better
 
 EFFECTIVE = "effective."  # the prefix of the options an inference run logged as params
 # What must be the same in every run of a search for their scores to compare.
-SAME_IN_EVERY_RUN = ("bbox", "groundtruth", "image")
+SAME_IN_EVERY_RUN = (
+    "bbox",
+    "eval_bbox",
+    "groundtruth",
+    "image",
+    "mask",
+    "image_mean",
+    "image_stddev",
+    "evaluation.min_overlap",
+)
 
 
 @dataclass(frozen=True)
@@ -69,13 +78,16 @@ def option_value(name: str, text: str) -> Any:
     """A logged option back as its type (``0.6``, ``1000``, ``[1, 1, 1]``, ``peaks``)."""
     declared = {f.name: f.type for f in fields(InferenceOptions)}[name]
     kind = declared if isinstance(declared, str) else declared.__name__
-    if kind == "str":
-        return text
     try:
-        value = ast.literal_eval(text)
+        if kind == "str":
+            return text
+        if kind == "float":
+            return float(text)
+        if kind == "int":
+            return int(text)
+        return ast.literal_eval(text)  # lists
     except (ValueError, SyntaxError):
         raise FfnopsError(f"logged option {EFFECTIVE}{name}={text!r} is not a value") from None
-    return float(value) if kind == "float" else value
 
 
 def trial_of(run: Run, metric: str) -> Trial:

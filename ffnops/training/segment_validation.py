@@ -15,6 +15,7 @@ docs/training.md, "Checkpoint selection".
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,7 @@ class ValidationBox:
     labels: npt.NDArray[np.integer]
     name: str  # where it is, for logs and tags: "volume[z0:z1,y0:y1,x0:x1]"
     scored: BBox | None = None
+    voxel_size: tuple[float, float, float] = (1.0, 1.0, 1.0)  # for the seeds' distance transform
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,9 @@ class SegmentValidation(pl.Callback):
         self.fov_size = fov_size
         self.deltas = deltas
         self.options = options
-        self.every_n_steps = max(int(every_n_steps), 1)
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be at least 1, got {every_n_steps}")
+        self.every_n_steps = int(every_n_steps)
         self.metric = metric
         self.min_overlap = min_overlap
         self.best: Selection | None = None
@@ -117,10 +121,18 @@ class SegmentValidation(pl.Callback):
         started = time.perf_counter()
         device = next(model.parameters()).device
         network = copy.deepcopy(model).float()
-        predictor = TorchPredictor(network, device, "fp32", channels_last=device.type == "cpu")
-        canvas = Canvas(self.box.image, self.fov_size, self.deltas, self.options)
-        seeds = policy_seeds(self.options, self.box.image, canvas.fov_radius)
-        run_canvas(canvas.segment_all(seeds), predictor)
+        # The predictor turns TF32 off for fp32 on CUDA (as the reference ran); training keeps
+        # its own setting.
+        tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        try:
+            predictor = TorchPredictor(network, device, "fp32", channels_last=device.type == "cpu")
+            canvas = Canvas(self.box.image, self.fov_size, self.deltas, self.options)
+            seeds = policy_seeds(
+                self.options, self.box.image, canvas.fov_radius, voxel_size=self.box.voxel_size
+            )
+            run_canvas(canvas.segment_all(seeds), predictor)
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
         segmentation = canvas.final_segmentation()
         if self.box.scored is not None:
             segmentation = segmentation[self.box.scored.slices]
@@ -139,6 +151,8 @@ class SegmentValidation(pl.Callback):
             scores, calls, seconds = self.segment(model)
         model.train(was_training)
         value = selection_value(scores, self.metric)
+        if math.isnan(value):
+            value = math.inf  # never the best
         metrics = {
             "val/adapted_rand_error": scores.adapted_rand_error,
             "val/voi_split": scores.voi_split,
