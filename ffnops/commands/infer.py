@@ -20,7 +20,6 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from ffnops.blocks import BlockLayout
@@ -32,6 +31,7 @@ from ffnops.commands.scoring import (
     publish_evaluation,
     score_box,
 )
+from ffnops.config.checks import given_on_command_line
 from ffnops.config.schemas import ExecutorConfig
 from ffnops.data.dataset import LABEL_DTYPES
 from ffnops.errors import FfnopsError
@@ -64,15 +64,6 @@ from ffnops.viewing.publish import publish_view
 from ffnops.viewing.view_data import copy_view_data, write_view_data
 from ffnops.volume import VolumeSpec
 from ffnops.volumes import box_of, create_volume, open_volume, write_segmentation
-
-
-def given_on_command_line(key: str) -> bool:
-    """True if the user set ``key`` (e.g. ``inference.pad_value``) as an override."""
-    try:
-        overrides = HydraConfig.get().overrides.task
-    except ValueError:
-        return False
-    return any(o.lstrip("+~").split("=", 1)[0] == key for o in overrides)
 
 
 def effective_options(cfg: DictConfig, registered: RegisteredModel) -> InferenceOptions:

@@ -9,7 +9,12 @@ from omegaconf import DictConfig
 
 from ffnops.errors import FfnopsError
 from ffnops.ffn.model_settings import TAG_PREFIX, ModelSettings
-from ffnops.tracking.mlflow_tracking import MODEL_FORMAT_TAG, check_tracking_uri, register_model
+from ffnops.tracking.mlflow_tracking import (
+    MODEL_FORMAT_TAG,
+    check_tracking_uri,
+    experiment_id,
+    register_model,
+)
 from ffnops.tracking.promotion import PROMOTED_TAG, current_user, version_rows
 from ffnops.tracking.promotion import promote as move_alias
 from ffnops.tracking.registry import PickledModelWarning, load_version_network
@@ -48,9 +53,7 @@ def resave(tracking_uri: str, name: str, version: str, experiment: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PickledModelWarning)  # that is what resave is for
         model = load_version_network(tracking_uri, name, version)
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    run = client.create_run(experiment_id, run_name=f"resave {name} v{version}")
+    run = client.create_run(experiment_id(client, experiment), run_name=f"resave {name} v{version}")
     history = (PROMOTED_TAG, "ffnops.demoted")  # an alias's history stays with the old version
     settings = {
         k: v

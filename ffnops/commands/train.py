@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ffnops.atomic import write_text
-from ffnops.config.checks import vec3_setting
+from ffnops.config.checks import given_on_command_line, vec3_setting
 from ffnops.config.schemas import MODEL_START_KEYS
 from ffnops.data.coordinate_file import load_coordinates
 from ffnops.data.dataset import Dataset
@@ -168,7 +168,7 @@ def segment_validation(
     settings = cfg.training.validation
     if settings.box is None:
         for key in ("context", "volume", "every_n_steps", "metric", "inference"):
-            if _given(f"training.validation.{key}"):
+            if given_on_command_line(f"training.validation.{key}", below=True):
                 raise FfnopsError(
                     f"training.validation.{key} is set, but training.validation.box is not: "
                     "set the box to validate on"
@@ -232,12 +232,6 @@ def segment_validation(
         settings.every_n_steps,
         settings.metric,
     )
-
-
-def _given(key: str) -> bool:
-    """Whether ``key`` or a key below it is set on the command line."""
-    overrides = HydraConfig.get().overrides.task
-    return any(o.lstrip("+~").split("=", 1)[0].startswith(key) for o in overrides)
 
 
 def settings_for_inference(

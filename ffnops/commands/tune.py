@@ -19,7 +19,12 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from ffnops.ffn.model_settings import ModelSettings
-from ffnops.tracking.mlflow_tracking import check_tracking_uri, register_model, run_tags
+from ffnops.tracking.mlflow_tracking import (
+    check_tracking_uri,
+    experiment_id,
+    register_model,
+    run_tags,
+)
 from ffnops.tracking.promotion import current_user
 from ffnops.tracking.registry import find_version, load_version_network
 from ffnops.tracking.search import (
@@ -49,9 +54,7 @@ def run(cfg: DictConfig) -> None:
         "parent_model": f"models:/{version.name}/{version.version}",
     }
     tuned = replace(settings, **search.best.options, extra={**settings.extra, **provenance})
-    name = cfg.tracking.experiment_name
-    found = client.get_experiment_by_name(name)
-    experiment = found.experiment_id if found else client.create_experiment(name)
+    experiment = experiment_id(client, cfg.tracking.experiment_name)
     run = client.create_run(
         experiment,
         run_name=f"tune {version.name} v{version.version} on {search.evaluation}",

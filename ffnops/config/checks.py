@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from hydra.core.hydra_config import HydraConfig
+
 from ffnops.errors import FfnopsError
 from ffnops.ffn.geometry import Vec3, as_vec3
 
@@ -18,3 +20,14 @@ def vec3_setting(values: Sequence[int] | int, key: str, minimum: int = 1) -> Vec
     if min(vector) < minimum:
         raise FfnopsError(f"{key}={shown}: every value must be at least {minimum}")
     return vector
+
+
+def given_on_command_line(key: str, below: bool = False) -> bool:
+    """True if the user set ``key`` (e.g. ``inference.pad_value``) as an override; with
+    ``below``, also a key under it (``training.validation.inference.min_segment_size``)."""
+    try:
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:
+        return False
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    return any(k == key or (below and k.startswith(f"{key}.")) for k in keys)

@@ -212,3 +212,9 @@ def register_model(
     if alias:
         client.set_registered_model_alias(model_name, alias, version.version)
     return client.get_model_version(model_name, version.version)
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The id of the experiment ``name``, made if it does not exist yet."""
+    found = client.get_experiment_by_name(name)
+    return str(found.experiment_id) if found else str(client.create_experiment(name))
