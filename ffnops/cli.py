@@ -180,7 +180,8 @@ def _quote(value: str) -> str:
 
 def quote_values(overrides: Sequence[str]) -> list[str]:
     """Quotes values Hydra's grammar would misread: URIs with '#' (``h5://f.h5#raw``, also inside
-    a list) and boxes (``bbox=0:64,0:64,0:64``, which Hydra would take for a sweep).
+    a list), boxes (``bbox=0:64,0:64,0:64``, which Hydra would take for a sweep) and overrides
+    inside a list (``train.overrides=[optimizer=adam,seed=1]``).
 
     ``model=models:/NAME@ALIAS`` becomes ``model_uri=...``: ``model`` is also the name of a
     config group, which Hydra would try to select.
@@ -192,8 +193,9 @@ def quote_values(overrides: Sequence[str]) -> list[str]:
         match = _OVERRIDE.match(item)
         if match:
             value = match["value"]
-            if value.startswith("[") and value.endswith("]") and "#" in value:
-                value = "[" + ",".join(_quote(v.strip()) for v in value[1:-1].split(",")) + "]"
+            if value.startswith("[") and value.endswith("]") and ("#" in value or "=" in value):
+                items = [v.strip() for v in value[1:-1].split(",")]
+                value = "[" + ",".join(f"'{v}'" if "=" in v else _quote(v) for v in items) + "]"
             elif _BOX_KEY.search(match["key"]) and value and value != "null":
                 value = f"'{value}'"  # a box, however malformed, is a string for BBox.parse
             elif "[" not in value:

@@ -42,7 +42,6 @@ from ffnops.volumes import open_volume
 
 STEP_TAG = "quickstart_step"  # no dot: it is a Hydra override key
 STATE_FILE = "quickstart.json"
-SCORES = ("adapted_rand_error", "voi_split", "voi_merge")
 
 
 @dataclass
@@ -190,6 +189,7 @@ class Quickstart:
             f"training.validation.every_n_steps={t.validate_every_n_steps}",
             f"training.batch_size={t.batch_size}",
             "training.channels_last=true",
+            f"optimizer={t.optimizer}",
             f"optimizer.lr={t.lr}",
             f"tracking.model_name={self.name}",
             "tracking.alias=finetuned",
@@ -351,6 +351,7 @@ class Quickstart:
 
 
 def voi(result: InferenceResult) -> float:
+    """Total VOI (runs of an earlier ffnops logged only its two parts)."""
     return result.metrics["voi_split"] + result.metrics["voi_merge"]
 
 

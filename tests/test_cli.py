@@ -143,6 +143,10 @@ def test_values_hydra_would_misread_are_quoted() -> None:
     assert quote_values(["volumes=[a:h5://p.h5#x,b:n5://q.n5]"]) == [
         "volumes=['a:h5://p.h5#x',b:n5://q.n5]"
     ]
+    # overrides passed on to a step (the quickstart's train.overrides)
+    assert quote_values(["train.overrides=[optimizer=adam,seed=1]"]) == [
+        "train.overrides=['optimizer=adam','seed=1']"
+    ]
 
 
 def test_model_uri_shorthand() -> None:

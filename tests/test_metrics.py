@@ -34,6 +34,7 @@ def test_a_split_costs_one_bit_of_split_and_unlabelled_voxels_are_ignored() -> N
     seg = np.array([[[1, 1, 2, 2, 9, 9]]])
     scores = score_segmentation(seg, gt, min_overlap=2)
     assert scores.voi_split == pytest.approx(1.0) and scores.voi_merge == 0
+    assert scores.voi == pytest.approx(1.0) and scores.as_dict()["voi"] == pytest.approx(1.0)
     assert scores.false_splits == 1 and scores.false_merges == 0
     assert scores.objects == 2  # segment 9 lies only on unlabelled voxels
 

@@ -129,7 +129,7 @@ def test_fine_tuning_starts_from_a_registered_model(workdir: Path) -> None:
 
 def test_segment_validation_registers_the_best_step(workdir: Path) -> None:
     """Training on z in [10, 90) of the sample, validated by segmenting [100:140, 30:90, 30:90]
-    with 8 voxels of context around it."""
+    with 8 voxels of context around it, the best step chosen by total VOI."""
     proc = ffnops(
         "partitions", "lom_radius=[8,8,8]", "min_size=1000", "bbox=10:90,0:128,0:128",
         "output=h5://upper.h5#p", cwd=workdir,
@@ -153,6 +153,7 @@ def test_segment_validation_registers_the_best_step(workdir: Path) -> None:
         "training.validation.context=[8,8,8]",
         "training.validation.every_n_steps=2",
         "training.validation.inference.min_segment_size=100",
+        "training.validation.metric=voi",
         "tracking.experiment_name=selection",
         "tracking.model_name=selected",
         "paths.output_dir=selection_out",
@@ -164,13 +165,18 @@ def test_segment_validation_registers_the_best_step(workdir: Path) -> None:
     (run,) = runs(workdir, "selection")
     uri = f"sqlite:///{workdir}/mlflow.db"
     client = MlflowClient(tracking_uri=uri)
-    history = client.get_metric_history(run.info.run_id, "val/adapted_rand_error")
-    scores = {m.step: m.value for m in history}
-    assert sorted(scores) == [0, 2, 4]
+    history = {
+        name: {m.step: m.value for m in client.get_metric_history(run.info.run_id, f"val/{name}")}
+        for name in ("voi", "voi_split", "voi_merge", "adapted_rand_error")
+    }
+    scores = history["voi"]
+    assert sorted(scores) == [0, 2, 4] and sorted(history["adapted_rand_error"]) == [0, 2, 4]
+    for step, voi in scores.items():
+        assert voi == pytest.approx(history["voi_split"][step] + history["voi_merge"][step])
     version = client.get_model_version("selected", "1")
     best_step = min(scores, key=lambda k: (scores[k], k))
     assert version.tags["ffnops.selected_step"] == str(best_step)
-    assert float(version.tags["ffnops.validation_adapted_rand_error"]) == pytest.approx(
+    assert float(version.tags["ffnops.validation_voi"]) == pytest.approx(
         scores[best_step], rel=1e-5
     )
     # The registered weights are that step's: segmenting the box again gives its score.
@@ -190,7 +196,7 @@ def test_segment_validation_registers_the_best_step(workdir: Path) -> None:
         InferenceOptions(min_segment_size=100),
         every_n_steps=1,
     ).segment(model)[0]
-    assert again.adapted_rand_error == pytest.approx(scores[best_step], abs=1e-6)
+    assert again.voi == pytest.approx(scores[best_step], abs=1e-6)
     # The selection is in the checkpoint a resume continues from.
     (last,) = (workdir / "selection_out").rglob("last.ckpt")
     state = torch.load(last, weights_only=False)["callbacks"]

@@ -45,6 +45,16 @@ def test_a_search_then_tune_registers_the_best_options(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # A dry run ranks (here by total VOI, which every scored run logs) and registers nothing.
+    proc = ffnops(
+        "tune", "models:/oracle/1", "evaluation=val-box", "metric=eval/voi", "dry_run=true",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "eval/voi" in proc.stdout
+    by_voi = [float(line.split()[2]) for line in proc.stdout.splitlines() if line[:1] in "12"]
+    assert len(by_voi) == 2 and by_voi[0] <= by_voi[1]
+    assert len(client.search_model_versions("name = 'oracle'")) == 1
     proc = ffnops("tune", "models:/oracle/1", "evaluation=val-box", "alias=tuned", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 runs named 'val-box'" in proc.stdout

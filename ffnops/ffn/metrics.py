@@ -23,8 +23,13 @@ class SegmentationScores:
     objects: int
     groundtruth_objects: int
 
+    @property
+    def voi(self) -> float:
+        """Total variation of information (split + merge), in bits."""
+        return self.voi_split + self.voi_merge
+
     def as_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
+        return {**{k: float(v) for k, v in asdict(self).items()}, "voi": self.voi}
 
 
 def _overlaps(

@@ -28,6 +28,7 @@ from ffnops.tracking.registry import find_version
 # Metrics the gate can compare, and which way is better (ffnops.ffn.metrics, ffnops.evaluation).
 LOWER_IS_BETTER = (
     "adapted_rand_error",
+    "voi",
     "voi_split",
     "voi_merge",
     "false_merges",

@@ -60,12 +60,6 @@ class Selection:
     weights: dict[str, torch.Tensor]
 
 
-def selection_value(scores: SegmentationScores, metric: str) -> float:
-    if metric == "voi":
-        return scores.voi_split + scores.voi_merge
-    return float(getattr(scores, metric))
-
-
 class SegmentValidation(pl.Callback):
     """Segments ``box`` every ``every_n_steps`` and keeps the weights of the lowest ``metric``."""
 
@@ -150,13 +144,14 @@ class SegmentValidation(pl.Callback):
         with torch.no_grad():
             scores, calls, seconds = self.segment(model)
         model.train(was_training)
-        value = selection_value(scores, self.metric)
+        value = float(getattr(scores, self.metric))
         if math.isnan(value):
             value = math.inf  # never the best
         metrics = {
             "val/adapted_rand_error": scores.adapted_rand_error,
             "val/voi_split": scores.voi_split,
             "val/voi_merge": scores.voi_merge,
+            "val/voi": scores.voi,
             "val/objects": float(scores.objects),
             "val/segment_seconds": seconds,
         }
