@@ -57,6 +57,10 @@ def test_quickstart_registers_scores_and_crowns_a_champion(tmp_path: Path) -> No
         assert 0 <= run.data.metrics["eval/adapted_rand_error"] <= 1
         assert 0 <= run.data.metrics["eval/erl_nm"] <= run.data.metrics["eval/groundtruth_erl_nm"]
         assert run.data.tags["neuroglancer_url"].startswith("https://")
+    # The recipe's optimizer (train.optimizer, train.lr), not `ffnops train`'s default SGD at 1e-3
+    (train,) = [r for r in runs if "optimizer._target_" in r.data.params]
+    assert train.data.params["optimizer._target_"] == "torch.optim.Adam"
+    assert float(train.data.params["optimizer.lr"]) == 1e-5
     # The fine-tuned weights are the best of the validated steps, the starting ones included:
     # if those won, both versions segment the evaluation box alike and the baseline keeps it.
     assert finetuned.tags["ffnops.selected_step"] in ("0", "1")
