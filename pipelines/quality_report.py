@@ -371,7 +371,7 @@ def verdict(rows: list[Row]) -> list[str]:
             said = "does not beat Google's"
         lines.append(
             f"- {label} on the evaluation box: {google.scores[metric]:.3f} -> "
-            f"{picked.scores[metric]:.3f} ({gain:+.3f} better); the {len(values)} seeds' spread "
+            f"{picked.scores[metric]:.3f} ({-gain:+.3f}); the {len(values)} seeds' spread "
             f"is {noise:.3f}: the pick {said}."
         )
     return lines
