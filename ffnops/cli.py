@@ -178,6 +178,18 @@ def _quote(value: str) -> str:
     return f"'{value}'" if "#" in value or _BBOX.match(value) else value
 
 
+def list_items(inner: str) -> list[str]:
+    """The items of a list's text. In a list of overrides, a piece without '=' continues the
+    override before it: ``[bbox=0:8,0:8,0:8,seed=1]`` is two items."""
+    items: list[str] = []
+    for piece in (p.strip() for p in inner.split(",")):
+        if items and "=" in items[-1] and "=" not in piece:
+            items[-1] += "," + piece
+        else:
+            items.append(piece)
+    return items
+
+
 def quote_values(overrides: Sequence[str]) -> list[str]:
     """Quotes values Hydra's grammar would misread: URIs with '#' (``h5://f.h5#raw``, also inside
     a list), boxes (``bbox=0:64,0:64,0:64``, which Hydra would take for a sweep) and overrides
@@ -193,8 +205,15 @@ def quote_values(overrides: Sequence[str]) -> list[str]:
         match = _OVERRIDE.match(item)
         if match:
             value = match["value"]
-            if value.startswith("[") and value.endswith("]") and ("#" in value or "=" in value):
-                items = [v.strip() for v in value[1:-1].split(",")]
+            inner = value[1:-1]
+            flat = "[" not in inner and "]" not in inner  # nested lists and list sweeps as given
+            if (
+                value.startswith("[")
+                and value.endswith("]")
+                and flat
+                and ("#" in value or "=" in value)
+            ):
+                items = list_items(inner)
                 value = "[" + ",".join(f"'{v}'" if "=" in v else _quote(v) for v in items) + "]"
             elif _BOX_KEY.search(match["key"]) and value and value != "null":
                 value = f"'{value}'"  # a box, however malformed, is a string for BBox.parse

@@ -2,9 +2,11 @@
 
 partitions (Google's 12 thresholds, lom_radius 24, min_size 10000) on the training part ->
 balanced coordinates (margin 24) -> training of ConvStack3D (depth 12, FOV 33^3, deltas 8^3, image
-mean 128 / stddev 33, SGD 1e-3, batch 4) -> inference with Google's request on the evaluation part,
-scored against its labels. Each step is the ordinary ``ffnops`` command with the arguments listed
-in ``conf/fib25.yaml``; outputs are keyed by those arguments, so a finished step is skipped and a
+mean 128 / stddev 33, SGD 1e-3, batch 4; ``recipe=finetune``: Google's released model fine-tuned
+with Adam at 1e-5), the registered weights chosen by segmenting the validation box -> inference
+with Google's request on the evaluation box (with context), scored against its labels. Each step
+is the ordinary ``ffnops`` command with the arguments listed in ``conf/fib25.yaml`` and
+``conf/recipe/``; outputs are keyed by those arguments, so a finished step is skipped and a
 killed training resumes from its last checkpoint. ``trainer=ddp`` trains on several GPUs.
 """
 
@@ -16,7 +18,13 @@ from typing import Any
 
 from ffnops_pipelines.steps import run_ffnops, step_key
 from hydra.core.hydra_config import HydraConfig
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
+
+from ffnops.errors import FfnopsError
+from ffnops.volume import BBox
+from ffnops.volumes import open_volume
 
 
 def group_args(cfg: DictConfig, group: str, default: str) -> list[str]:
@@ -89,6 +97,40 @@ class Recipe:
         run_ffnops("train", command, "fib25")
         return str(json.loads(record.read_text())["registered"])
 
+    def initial_weights(self) -> list[str]:
+        """``recipe=finetune`` (``init: google``): Google's released checkpoint, imported once
+        as ``<model_name>@google``, is where training starts."""
+        if self.cfg.init == "scratch":
+            return []
+        if self.cfg.init != "google":
+            raise FfnopsError(f"init must be scratch or google, got {self.cfg.init!r}")
+        name = self.cfg.tracking.model_name
+        args = ["import-checkpoint", "google", f"model_name={name}", "alias=google", *self.tracking]
+        weights = [f"model.init_from=models:/{name}@google"]
+        if self.cfg.dry_run:  # touches no store
+            print(f"ffnops {' '.join(args)}")
+            return weights
+        client = MlflowClient(tracking_uri=self.cfg.tracking.tracking_uri)
+        try:
+            client.get_model_version_by_alias(name, "google")
+            print(f"\n== import: skipped (models:/{name}@google is registered)")
+        except MlflowException:
+            run_ffnops("import", args, "fib25")
+        return weights
+
+    def infer_box(self) -> BBox:
+        """The evaluation box with ``data.context`` around it, cut at the image's faces (a dry
+        run without the image cuts at 0 only)."""
+        data = self.cfg.data
+        try:
+            with open_volume(data.image) as image:
+                whole = BBox.from_shape(image.shape)
+        except (OSError, FfnopsError):
+            if not self.cfg.dry_run:
+                raise
+            whole = BBox.from_shape([2**31] * 3)
+        return BBox.parse(data.eval_box).grown(data.context, whole)
+
     def run(self) -> None:
         data = self.cfg.data
         partitions = self.step(
@@ -115,6 +157,10 @@ class Recipe:
             f"data.volumes.training_sample2.image={data.image}",
             f"data.volumes.training_sample2.labels={data.labels}",
             f"data.volumes.training_sample2.bbox={data.train_box}",  # patches stay in it
+            f"training.validation.box={data.val_box}",
+            f"training.validation.context={_override_value(list(data.context))}",
+            f"training.validation.every_n_steps={self.cfg.validate_every_n_steps}",
+            *self.initial_weights(),
             *group_args(self.cfg, "trainer", "cpu"),
             *self.cfg.train,
             *self.tracking,
@@ -129,7 +175,8 @@ class Recipe:
                 f"image={data.image}",
                 f"groundtruth={data.labels}",
                 f"evaluation.voxel_size=[{','.join(str(v) for v in data.voxel_size)}]",
-                f"bbox={data.eval_box}",
+                f"bbox={self.infer_box()}",
+                f"eval_bbox={data.eval_box}",
                 *group_args(self.cfg, "executor", "cpu"),
                 *self.cfg.infer,
                 *self.tracking,

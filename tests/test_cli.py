@@ -147,6 +147,11 @@ def test_values_hydra_would_misread_are_quoted() -> None:
     assert quote_values(["train.overrides=[optimizer=adam,seed=1]"]) == [
         "train.overrides=['optimizer=adam','seed=1']"
     ]
+    assert quote_values(["train.overrides=[data.volumes.a.bbox=0:8,0:8,0:8,seed=1]"]) == [
+        "train.overrides=['data.volumes.a.bbox=0:8,0:8,0:8','seed=1']"
+    ]
+    nested = ["x=[[a=1,b],c]", "x=[a=1],[b=2]"]  # left to Hydra, which names what is wrong
+    assert quote_values(nested) == nested
 
 
 def test_model_uri_shorthand() -> None:

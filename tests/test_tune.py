@@ -52,7 +52,7 @@ def test_a_search_then_tune_registers_the_best_options(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "eval/voi" in proc.stdout
-    by_voi = [float(line.split()[2]) for line in proc.stdout.splitlines() if line[:1] in "12"]
+    by_voi = [float(line.split()[2]) for line in proc.stdout.splitlines() if line[:1] in ("1", "2")]
     assert len(by_voi) == 2 and by_voi[0] <= by_voi[1]
     assert len(client.search_model_versions("name = 'oracle'")) == 1
     proc = ffnops("tune", "models:/oracle/1", "evaluation=val-box", "alias=tuned", cwd=tmp_path)

@@ -431,12 +431,16 @@ class QuickstartCommand:
 
 @dataclass
 class Fib25Data:
-    """Where FIB-25 ``training_sample2`` lives, and which parts train and evaluate."""
+    """Where FIB-25 ``training_sample2`` lives, and its three disjoint parts (docs/quality.md,
+    "Protocol"): training patches stay in train_box, val_box chooses the checkpoint, eval_box
+    is only reported; both boxes are segmented with ``context`` voxels of image around them."""
 
     image: str = MISSING
     labels: str = MISSING
     train_box: str = "0:110,0:250,0:250"
-    eval_box: str = "125:175,0:250,0:250"
+    val_box: str = "125:175,125:250,125:250"
+    eval_box: str = "125:175,0:125,0:125"
+    context: list[int] = field(default_factory=lambda: [16, 16, 16])
     voxel_size: list[float] = field(default_factory=lambda: [8.0, 8.0, 8.0])  # nm; HDF5 says 1
 
 
@@ -445,6 +449,8 @@ class Fib25Command:
     """``ffnops fib25``: Google's FIB-25 recipe (partitions -> coordinates -> train -> infer)."""
 
     data: Fib25Data = field(default_factory=Fib25Data)
+    init: str = "scratch"  # scratch: a new network; google: fine-tune Google's released model
+    validate_every_n_steps: int = 5000  # segment data.val_box and keep the best weights
     partitions: list[str] = field(default_factory=list)
     coordinates: list[str] = field(default_factory=list)
     train: list[str] = field(default_factory=list)
