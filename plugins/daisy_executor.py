@@ -86,7 +86,9 @@ class ProgressObserver:
 
     def __init__(self, task_id: str, on_progress: OnProgress) -> None:
         self.task_id = task_id
-        self.on_progress = on_progress
+        # Not ``self.on_progress``: that is daisy's hook below, which an attribute would hide
+        # (daisy then called ffnops's callback with its states and dropped the error).
+        self.callback = on_progress
         self.last: TaskProgress | None = None
 
     def _forward(self, states: dict[str, Any]) -> None:
@@ -101,7 +103,7 @@ class ProgressObserver:
         )
         if progress != self.last:
             self.last = progress
-            self.on_progress(progress)
+            self.callback(progress)
 
     on_start = on_progress = on_finish = _forward
 

@@ -368,3 +368,36 @@ def test_the_stitching_thresholds_decide_what_is_joined_and_kept_blocks_restitch
     assert "finished blocks are skipped" in proc.stdout
     assert {p: p.stat().st_mtime_ns for p in blocks.iterdir()} == before  # none segmented again
     np.testing.assert_array_equal(read(world, "unstitched.zarr"), stitched)
+
+
+def _slow_block(marks: Path, blocks: list[object]) -> None:
+    time.sleep(0.3)
+    for block in blocks:
+        (marks / str(block.index)).touch()  # type: ignore[attr-defined]
+
+
+def _marked(marks: Path, block: object) -> bool:
+    return (marks / str(block.index)).exists()  # type: ignore[attr-defined]
+
+
+def test_daisy_reports_progress_while_blocks_finish(tmp_path: Path) -> None:
+    """Progress reaches ffnops as blocks finish, not only at the start and the end (daisy's
+    ``on_progress`` hook was once hidden by an attribute of the same name)."""
+    from ffnops_plugins.daisy_executor import DaisyExecutor
+
+    from ffnops.blocks import BlockLayout
+    from ffnops.config.schemas import ExecutorConfig
+    from ffnops.executor import BlockTask, TaskProgress
+    from ffnops.volume import BBox
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    layout = BlockLayout(BBox.parse("0:30,0:30,0:30"), (10, 10, 10), (0, 0, 0))
+    task = BlockTask(
+        "segment", layout, partial(_slow_block, marks), partial(_marked, marks), tmp_path
+    )
+    seen: list[TaskProgress] = []
+    DaisyExecutor(ExecutorConfig(workers=2)).run(task, seen.append)
+    done = [p.done for p in seen]
+    assert done[0] == 0 and done[-1] == 27
+    assert any(0 < d < 27 for d in done), done
