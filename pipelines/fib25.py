@@ -102,8 +102,6 @@ class Recipe:
         as ``<model_name>@google``, is where training starts."""
         if self.cfg.init == "scratch":
             return []
-        if self.cfg.init != "google":
-            raise FfnopsError(f"init must be scratch or google, got {self.cfg.init!r}")
         name = self.cfg.tracking.model_name
         args = ["import-checkpoint", "google", f"model_name={name}", "alias=google", *self.tracking]
         weights = [f"model.init_from=models:/{name}@google"]
@@ -132,6 +130,8 @@ class Recipe:
         return BBox.parse(data.eval_box).grown(data.context, whole)
 
     def run(self) -> None:
+        if self.cfg.init not in ("scratch", "google"):  # before any step runs
+            raise FfnopsError(f"init must be scratch or google, got {self.cfg.init!r}")
         data = self.cfg.data
         partitions = self.step(
             "partitions",

@@ -31,6 +31,7 @@ from typing import Any
 
 import mlflow
 from ffnops_pipelines.steps import run_ffnops, step_key, training_precision
+from hydra.core.global_hydra import GlobalHydra
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
@@ -69,6 +70,19 @@ class Quickstart:
         self.started = time.monotonic()
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    def check_settings(self) -> None:
+        """Choices a later step would refuse, refused before the first step runs."""
+        if self.settings.init not in ("pretrained", "scratch"):
+            raise FfnopsError(
+                f"quickstart.init must be pretrained or scratch, got {self.settings.init!r}"
+            )
+        options = GlobalHydra.instance().config_loader().get_group_options("optimizer")
+        if self.cfg.train.optimizer not in options:
+            raise FfnopsError(
+                f"train.optimizer={self.cfg.train.optimizer}: expected one of "
+                f"{', '.join(sorted(options))} (conf/optimizer/)"
+            )
 
     def check_writable(self) -> None:
         """A read-only folder or a full disk is reported before any work."""
@@ -197,10 +211,6 @@ class Quickstart:
         ]
         if self.settings.init == "pretrained":
             args.append(f"model.init_from=models:/{self.name}/{baseline}")
-        elif self.settings.init != "scratch":
-            raise FfnopsError(
-                f"quickstart.init must be pretrained or scratch, got {self.settings.init!r}"
-            )
         key = f"train-{step_key(args)}"
         for run in self.step_runs(key):
             versions = self.client.search_model_versions(f"run_id = '{run.info.run_id}'")
@@ -287,6 +297,7 @@ class Quickstart:
         return run
 
     def run(self) -> None:
+        self.check_settings()
         self.check_writable()
         with self.parent_run():
             mlflow.log_params(

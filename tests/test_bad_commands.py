@@ -278,6 +278,13 @@ TRACKING: list[Case] = [
     ("server without a secret", ["server", "dry_run=true"], "MLFLOW_FLASK_SERVER_SECRET_KEY"),
 ]
 
+# Pipelines check their choices before their first step runs.
+PIPELINES: list[Case] = [
+    ("quickstart unknown optimizer", ["quickstart", "train.optimizer=nope"], "train.optimizer=nope"),
+    ("quickstart unknown init", ["quickstart", "quickstart.init=nope"], "quickstart.init"),
+    ("fib25 unknown init", ["fib25", "init=nope"], "init must be scratch or google"),
+]  # fmt: skip
+
 
 def ids(cases: list[Case]) -> list[str]:
     return [case[0] for case in cases]
@@ -332,6 +339,12 @@ def test_view_models_and_server(
     refused(args, expected)
 
 
+@pytest.mark.parametrize(("name", "args", "expected"), PIPELINES, ids=ids(PIPELINES))
+def test_pipelines(refused: Refused, name: str, args: list[str], expected: str) -> None:
+    refused(args, expected)
+
+
 def test_the_battery_is_large_enough() -> None:
     cases = [INFO, CONVERT, INFER_CASES, BLOCKWISE, EVALUATE, TRAIN, IMPORT, DATA_PREP, TRACKING]
+    cases.append(PIPELINES)
     assert sum(map(len, cases)) >= 40
