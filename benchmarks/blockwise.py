@@ -52,7 +52,6 @@ import torch
 from datasets import FIB25_IMAGE, GOOGLE_SEGMENTATION, need
 from ffnops_pipelines.steps import FFNOPS
 from machine import cpu_model, library_versions, load_average
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from skimage.metrics import adapted_rand_error, variation_of_information
 
@@ -61,6 +60,7 @@ from ffnops.ffn.model import ConvStack3DFFNModel
 from ffnops.ffn.oracle import OracleFFN
 from ffnops.sample_data.synthetic import synthetic_volume
 from ffnops.tracking.mlflow_tracking import register_model
+from ffnops.tracking.registry import alias_version
 from ffnops.volume import BBox
 from ffnops.volumes import open_volume, write_array
 
@@ -119,11 +119,7 @@ def read(workdir: Path, name: str) -> npt.NDArray[np.int64]:
 
 
 def registered(workdir: Path, name: str, alias: str) -> bool:
-    try:
-        MlflowClient(tracking_uri=store(workdir)).get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return False
-    return True
+    return alias_version(MlflowClient(tracking_uri=store(workdir)), name, alias) is not None
 
 
 def register(workdir: Path, name: str, model: torch.nn.Module, settings: dict) -> str:

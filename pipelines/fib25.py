@@ -18,11 +18,11 @@ from typing import Any
 
 from ffnops_pipelines.steps import run_ffnops, step_key
 from hydra.core.hydra_config import HydraConfig
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from ffnops.errors import FfnopsError
+from ffnops.tracking.registry import alias_version
 from ffnops.volume import BBox
 from ffnops.volumes import open_volume
 
@@ -109,11 +109,10 @@ class Recipe:
             print(f"ffnops {' '.join(args)}")
             return weights
         client = MlflowClient(tracking_uri=self.cfg.tracking.tracking_uri)
-        try:
-            client.get_model_version_by_alias(name, "google")
-            print(f"\n== import: skipped (models:/{name}@google is registered)")
-        except MlflowException:
+        if alias_version(client, name, "google") is None:
             run_ffnops("import", args, "fib25")
+        else:
+            print(f"\n== import: skipped (models:/{name}@google is registered)")
         return weights
 
     def infer_box(self) -> BBox:

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 from ffnops_pipelines.steps import FFNOPS, step_key, training_precision
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ffnops.evaluation.report import evaluate
@@ -45,6 +44,7 @@ from ffnops.evaluation.skeletons import skeletonize
 from ffnops.ffn.cpu import cpu_model
 from ffnops.ffn.oracle import OracleFFN
 from ffnops.tracking.mlflow_tracking import register_model
+from ffnops.tracking.registry import alias_version
 from ffnops.tracking.search import find_search, option_value
 from ffnops.volume import BBox
 from ffnops.volumes import open_volume
@@ -116,10 +116,7 @@ class Report:
         )
 
     def version(self, name: str, alias: str) -> Any:
-        try:
-            return self.client.get_model_version_by_alias(name, alias)
-        except MlflowException:
-            return None
+        return alias_version(self.client, name, alias)
 
     # ---- steps -----------------------------------------------------------------------------
 

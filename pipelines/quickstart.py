@@ -38,6 +38,7 @@ from omegaconf import DictConfig
 from ffnops.errors import FfnopsError
 from ffnops.sample_data import GOOGLE_FIB25_CHECKPOINT, sample_path
 from ffnops.tracking.mlflow_tracking import MLFLOW_PARENT_RUN_ID, check_tracking_uri
+from ffnops.tracking.registry import alias_version
 from ffnops.volume import BBox
 from ffnops.volumes import open_volume
 
@@ -146,13 +147,10 @@ class Quickstart:
     # -- steps ------------------------------------------------------------------------------
 
     def import_baseline(self) -> str:
-        try:
-            version = self.client.get_model_version_by_alias(self.name, "baseline")
-            if version.tags.get("ffnops.origin", "").endswith(GOOGLE_FIB25_CHECKPOINT.name):
-                self.skip("import", f"models:/{self.name}@baseline is version {version.version}")
-                return str(version.version)
-        except mlflow.exceptions.MlflowException:
-            pass
+        version = alias_version(self.client, self.name, "baseline")
+        if version and version.tags.get("ffnops.origin", "").endswith(GOOGLE_FIB25_CHECKPOINT.name):
+            self.skip("import", f"models:/{self.name}@baseline is version {version.version}")
+            return str(version.version)
         args = ["import-checkpoint", "google", f"model_name={self.name}", "alias=baseline"]
         self.run_command("import", [*args, *self.tracking_args("import")])
         return str(self.client.get_model_version_by_alias(self.name, "baseline").version)

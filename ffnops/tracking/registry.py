@@ -49,6 +49,15 @@ def _registered_listing(client: MlflowClient) -> str:
     return "; ".join(entries) or "none"
 
 
+def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version ``models:/NAME@ALIAS`` points at, or None when the model or alias is not
+    registered (what a pipeline checks before a step that would register it)."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
 def find_version(client: MlflowClient, model_uri: str, tracking_uri: str) -> ModelVersion:
     """The version ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` names; a wrong name or
     alias lists what is registered. A server's refusal (credentials, permission) is raised as
