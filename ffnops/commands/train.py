@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,11 @@ from ffnops.tracking.mlflow_tracking import (
 from ffnops.tracking.pictures import PicturesCallback
 from ffnops.tracking.registry import RegisteredModel, load_registered_model
 from ffnops.training.datamodule import FFNDataModule
+from ffnops.training.hard_examples import (
+    DEFAULT_HARD_WEIGHT,
+    HardExamples,
+    check_hard_examples,
+)
 from ffnops.training.module import FFNTrainingModule
 from ffnops.training.progress import StepProgressBar
 from ffnops.training.segment_validation import (
@@ -157,6 +163,24 @@ def check_trainer(cfg: DictConfig) -> None:
         raise FfnopsError(f"training.batch_size must be at least 1, got {cfg.training.batch_size}")
     if cfg.trainer.max_steps < 1:
         raise FfnopsError(f"trainer.max_steps must be at least 1, got {cfg.trainer.max_steps}")
+
+
+def hard_examples(cfg: DictConfig, datasets: Mapping[str, Dataset]) -> HardExamples | None:
+    """``data.hard_examples`` (docs/training.md, "Hard examples"), checked, or None when not
+    asked for."""
+    node = cfg.data.get("hard_examples") or {}
+    segmentations = {str(k): str(v) for k, v in (node.get("segmentation") or {}).items()}
+    weight = node.get("weight")
+    if not segmentations:
+        if weight is not None:
+            raise FfnopsError(
+                f"data.hard_examples.weight={weight} needs data.hard_examples.segmentation.NAME="
+                "URI (a segmentation of data.volumes.NAME) to say which coordinates are hard"
+            )
+        return None
+    hard = HardExamples(segmentations, DEFAULT_HARD_WEIGHT if weight is None else float(weight))
+    check_hard_examples(hard, datasets)
+    return hard
 
 
 def segment_validation(
@@ -346,6 +370,7 @@ def train(cfg: DictConfig) -> None:
         max_val_examples=cfg.data.max_val_examples,
         num_workers=cfg.data.num_workers,
         seed=cfg.seed,
+        hard_examples=hard_examples(cfg, datasets),
     )
     data.setup("fit")  # coordinates and volumes checked here, before any run is made
     validation = segment_validation(cfg, datasets, model, geometry.patch_size)

@@ -256,6 +256,16 @@ class AugmentationConfig:
 
 
 @dataclass
+class HardExamplesConfig:
+    """``data.hard_examples``: draw the coordinates a model gets wrong more often
+    (docs/training.md, "Hard examples")."""
+
+    # data.volumes name -> that volume's segmentation (URI) by the model being fine-tuned
+    segmentation: dict[str, str] = field(default_factory=dict)
+    weight: float | None = None  # hard coordinates are drawn this many times as often; None: 4
+
+
+@dataclass
 class TrainData:
     """Coordinates, the volumes they name, validation hold-out, loader workers."""
 
@@ -266,6 +276,7 @@ class TrainData:
     max_val_examples: int = 64
     num_workers: int = 1
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    hard_examples: HardExamplesConfig = field(default_factory=HardExamplesConfig)
 
 
 @dataclass

@@ -69,6 +69,42 @@ def _overlap_table(
     return unique[:, 0], unique[:, 1], counts.astype(np.int64)
 
 
+@dataclass(frozen=True)
+class MainMatches:
+    """Each object's main segment and each segment's main object: the partner it shares the
+    most voxels with, among overlaps of at least ``min_overlap`` voxels (ties to the lower id)."""
+
+    segment_of: dict[int, int]  # ground-truth id -> main segment
+    object_of: dict[int, int]  # segment id -> main ground-truth object
+
+
+def main_matches(
+    segmentation: npt.NDArray[np.integer],
+    groundtruth: npt.NDArray[np.integer],
+    min_overlap: int = 100,
+) -> MainMatches:
+    """The main matches of the overlaps (of labelled, segmented voxels) of the two arrays."""
+    seg_ids, gt_ids, counts = _overlap_table(segmentation, groundtruth)
+    return _main_matches(seg_ids, gt_ids, counts, counts >= min_overlap)
+
+
+def _main_matches(
+    seg_ids: npt.NDArray[np.int64],
+    gt_ids: npt.NDArray[np.int64],
+    counts: npt.NDArray[np.int64],
+    strong: npt.NDArray[np.bool_],
+) -> MainMatches:
+    def largest(keys: npt.NDArray[np.int64], values: npt.NDArray[np.int64]) -> dict[int, int]:
+        order = np.lexsort((-counts[strong], keys))
+        k, val = keys[order], values[order]
+        first = np.unique(k, return_index=True)[1]
+        return {int(k[i]): int(val[i]) for i in first}
+
+    return MainMatches(
+        largest(gt_ids[strong], seg_ids[strong]), largest(seg_ids[strong], gt_ids[strong])
+    )
+
+
 def _contacts(
     same: npt.NDArray[np.integer], differ: npt.NDArray[np.integer]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -151,14 +187,8 @@ def find_errors(
     pieces = _skeleton_pieces(skeletons, node_segments, node_groundtruth)
     errors: list[SegmentationError] = []
 
-    def largest(keys: npt.NDArray[np.int64], values: npt.NDArray[np.int64]) -> dict[int, int]:
-        order = np.lexsort((-counts[strong], keys))
-        k, val = keys[order], values[order]
-        first = np.unique(k, return_index=True)[1]
-        return {int(k[i]): int(val[i]) for i in first}
-
-    main_segment = largest(gt_ids[strong], seg_ids[strong])
-    main_object = largest(seg_ids[strong], gt_ids[strong])
+    matches = _main_matches(seg_ids, gt_ids, counts, strong)
+    main_segment, main_object = matches.segment_of, matches.object_of
     points: dict[str, dict[tuple[int, int, int], tuple[int, int, int]]] = {}
 
     def meeting(kind: str, key: tuple[int, int, int]) -> tuple[int, int, int] | None:

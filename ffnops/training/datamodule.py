@@ -1,7 +1,9 @@
 """The LightningDataModule: examples around training coordinates, and held-out ones to validate.
 
 Validation coordinates come from their own file when given, else a seeded ``val_fraction`` of the
-training file is held out (those coordinates are never trained on). Loaders yield single examples
+training file is held out (those coordinates are never trained on). Training examples are
+shuffled, or, with ``hard_examples``, drawn weighted towards the coordinates a given segmentation
+gets wrong (``ffnops/training/hard_examples.py``). Loaders yield single examples
 (``batch_size=None``): the module assembles FOV batches from its slots.
 """
 
@@ -14,8 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from lightning_fabric.utilities.seed import pl_worker_init_function
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from ffnops.data.coordinate_file import load_coordinates
 from ffnops.data.dataset import Dataset
@@ -23,6 +26,12 @@ from ffnops.data.examples import Augmentation, FovExamples, as_is, validate_trai
 from ffnops.ffn.coordinates import CoordinateTable
 from ffnops.ffn.geometry import Vec3
 from ffnops.processes import die_with_parent
+from ffnops.training.hard_examples import (
+    HardExamples,
+    check_hard_examples,
+    draw_weights,
+    hard_coordinates,
+)
 
 
 def split_coordinates(
@@ -57,6 +66,7 @@ class FFNDataModule(pl.LightningDataModule):
         max_val_examples: int = 64,
         num_workers: int = 1,
         seed: int = 0,
+        hard_examples: HardExamples | None = None,
     ) -> None:
         super().__init__()
         self.coordinates_path = coordinates
@@ -68,6 +78,8 @@ class FFNDataModule(pl.LightningDataModule):
         self.max_val_examples = max_val_examples
         self.num_workers = num_workers
         self.seed = seed
+        self.hard_examples = hard_examples
+        self.train_weights: np.ndarray | None = None  # None: Google's shuffle
         self.train_set: FovExamples | None = None
         self.val_set: FovExamples | None = None
 
@@ -86,18 +98,40 @@ class FFNDataModule(pl.LightningDataModule):
             train, val = table, table.subset(slice(0, 0))
         validate_training_data(self.datasets, train, self.patch_size)
         validate_training_data(self.datasets, val, self.patch_size)
+        if self.hard_examples is not None:
+            hard = self.hard_examples
+            check_hard_examples(hard, self.datasets)
+            found = hard_coordinates(train, self.datasets, hard.segmentations)
+            self.train_weights = draw_weights(found, hard.weight)
+            print(
+                f"hard examples: {int(found.sum())} of {len(train)} training coordinates "
+                f"({found.mean():.0%}) lie in pieces the given segmentation gets wrong; drawn "
+                f"{hard.weight:g} times as often"
+            )
         self.train_set = FovExamples(
             train, self.datasets, self.patch_size, self.augmentation, self.seed
         )
         self.val_set = FovExamples(val, self.datasets, self.patch_size, None, self.seed)
 
-    def _loader(self, examples: FovExamples | None, shuffle: bool) -> DataLoader[Any]:
+    def _loader(
+        self,
+        examples: FovExamples | None,
+        shuffle: bool,
+        weights: np.ndarray | None = None,
+    ) -> DataLoader[Any]:
         assert examples is not None, "setup() runs before the loaders are asked for"
+        sampler = None
+        if weights is not None:  # hard examples: a weighted draw instead of the shuffle
+            generator = torch.Generator().manual_seed(self.seed)
+            sampler = WeightedRandomSampler(
+                weights.tolist(), len(weights), replacement=True, generator=generator
+            )
         return DataLoader(
             examples,
             batch_size=None,
             collate_fn=as_is,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             worker_init_fn=partial(
@@ -106,7 +140,7 @@ class FFNDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader[Any]:
-        return self._loader(self.train_set, shuffle=True)
+        return self._loader(self.train_set, shuffle=True, weights=self.train_weights)
 
     def val_dataloader(self) -> DataLoader[Any]:
         return self._loader(self.val_set, shuffle=False)
