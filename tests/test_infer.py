@@ -187,13 +187,14 @@ def test_kill_and_resume_gives_the_uninterrupted_result(store: tuple[Path, str])
     ]
     process = subprocess.Popen(args, cwd=path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    seeds_done = 0
+    seeds_done, before = 0, 0.0
     try:
         while time.time() < deadline and process.poll() is None:
             found = list((path / "resume" / "checkpoints").glob("infer-*.npz"))
             if found:
                 with np.load(found[0]) as state:
                     seeds_done = int(state["seeds_done"])
+                    before = float(state["seconds"])
                 if seeds_done >= 20:
                     break
             time.sleep(0.2)
@@ -218,6 +219,8 @@ def test_kill_and_resume_gives_the_uninterrupted_result(store: tuple[Path, str])
     )
     assert [r.info.status for r in runs] == ["FINISHED"]
     assert client.get_metric_history(runs[0].info.run_id, "progress/seeds_done")
+    # its time is the whole inference's: the killed part counts too
+    assert runs[0].data.metrics["seconds"] > before > 0
     assert not list((path / "resume" / "checkpoints").iterdir())  # checkpoint and run id gone
 
 
@@ -260,7 +263,7 @@ def test_corrupt_checkpoint_is_reported(tmp_path: Path) -> None:
     from ffnops.inference.runner import resume_from
 
     canvas = Canvas(np.zeros((20, 20, 20), np.float32), (9, 9, 9), (2, 2, 2), InferenceOptions())
-    assert resume_from(tmp_path / "none.npz", canvas) == 0  # nothing to resume
+    assert resume_from(tmp_path / "none.npz", canvas) == (0, 0.0)  # nothing to resume
     spoiled = tmp_path / "infer-x.npz"
     spoiled.write_bytes(b"garbage")
     with pytest.raises(

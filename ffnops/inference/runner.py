@@ -150,19 +150,21 @@ def save_state(path: Path, state: dict[str, np.ndarray]) -> None:
     publish(tmp, path)
 
 
-def resume_from(path: Path, canvas: Canvas) -> int:
-    """Restores a checkpoint of the same inference if there is one; returns the next seed."""
+def resume_from(path: Path, canvas: Canvas) -> tuple[int, float]:
+    """Restores a checkpoint of the same inference if there is one; returns the next seed and
+    the seconds segmenting took before it (so a resumed run reports its whole time)."""
     if not path.exists():
-        return 0
+        return 0, 0.0
     try:
         with np.load(path, allow_pickle=False) as data:
             first = canvas.restore({k: data[k] for k in data.files})
+            before = float(data["seconds"]) if "seconds" in data.files else 0.0
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise FfnopsError(
             f"corrupt inference checkpoint {path} ({exc}); delete it to start over"
         ) from None
     print(f"resuming from {path}: {canvas.counters.objects} objects, seed {first}")
-    return first
+    return first, before
 
 
 def segment_box(
@@ -180,7 +182,7 @@ def segment_box(
     seeds = place_seeds(request, canvas, box_image)
     predictor = make_predictor(request.model, request.device)
     checkpoint = request.checkpoint
-    first_seed = resume_from(checkpoint, canvas) if checkpoint else 0
+    first_seed, before = resume_from(checkpoint, canvas) if checkpoint else (0, 0.0)
     started = time.perf_counter()
     progress = SeedProgress(canvas, len(seeds), first_seed)
 
@@ -188,13 +190,14 @@ def segment_box(
         progress.seed_done()
         interval = request.options.checkpoint_interval_s
         if checkpoint is not None and progress.due_for_checkpoint(interval):
-            save_state(checkpoint, canvas.state())
+            elapsed = before + time.perf_counter() - started
+            save_state(checkpoint, {**canvas.state(), "seconds": np.asarray(elapsed)})
             if on_checkpoint is not None:
                 on_checkpoint(canvas.counters, canvas.seeds_done)
 
     run_canvas(canvas.segment_all(seeds, first_seed, after_seed), progress.wrap(predictor))
     progress.close()
-    seconds = time.perf_counter() - started
+    seconds = before + time.perf_counter() - started
     result = SegmentationResult(
         labels=canvas.final_segmentation(),
         offset=tuple(o + s for o, s in zip(box_image.offset, box.start, strict=True)),  # type: ignore[arg-type]
