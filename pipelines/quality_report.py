@@ -72,6 +72,7 @@ class Row:
     scores: dict[str, float]
     budget: str
     val_arand: float | None = None
+    selected_step: int | None = None  # a fine-tuned row's kept step (0: Google's weights)
 
 
 def ffnops(*args: str, cwd: Path) -> float:
@@ -190,9 +191,10 @@ class Report:
         budget = f"search: {len(runs)} settings on the validation box ({minutes(cost)})"
         return f"models:/{name}@{alias}", google, ranked.best.value, budget
 
-    def finetune(self, seed: int, coordinates: Path) -> tuple[str, float, str]:
+    def finetune(self, seed: int, coordinates: Path) -> tuple[str, float, str, int]:
         """The recipe from Google's checkpoint with training seed ``seed``: the registered
-        version, its validation ARAND (the selected step's) and its budget."""
+        version, its validation ARAND (the selected step's), its budget and the selected step
+        (0: Google's own weights were kept)."""
         args = self.args
         alias = f"finetuned-s{seed}"
         precision = training_precision(args.precision)
@@ -220,12 +222,17 @@ class Report:
         run = self.client.get_run(version.run_id).info
         seconds = (run.end_time - run.start_time) / 1000
         step = version.tags["ffnops.selected_step"]
+        history = self.client.get_metric_history(version.run_id, "val/adapted_rand_error")
+        validations = ", ".join(
+            f"{m.value:.3f} at {m.step}" for m in sorted(history, key=lambda m: m.step)
+        )
         budget = (
             f"{args.steps} Adam steps of batch {args.batch_size} at lr {args.lr:g}, {precision}, "
-            f"validated every {args.validate_every} (kept step {step}); {minutes(seconds)}"
+            f"validated every {args.validate_every} (val ARAND {validations}: kept step {step}); "
+            f"{minutes(seconds)}"
         )
         val = float(version.tags["ffnops.validation_adapted_rand_error"])
-        return f"models:/google_fib25@{alias}", val, budget
+        return f"models:/google_fib25@{alias}", val, budget, int(step)
 
     def coordinates(self) -> Path:
         """Partitions and coordinates of the training part (patches stay inside it)."""
@@ -286,34 +293,48 @@ class Report:
         tuned, google_val, tuned_val, search_cost = self.search(google, "google-searched")
         if google_val is None:
             raise SystemExit("--search must include Google's point (segment 0.6, move 0.9)")
-        scores, cost = self.infer("google", google)
+        google_scores, google_cost = self.infer("google", google)
         rows.append(
-            Row("Google's checkpoint, Google's settings", scores, f"inference: {cost}", google_val)
+            Row(
+                "Google's checkpoint, Google's settings",
+                google_scores,
+                f"inference: {google_cost}",
+                google_val,
+            )
         )
         scores, cost = self.infer("google-no-context", google, context=False)
         rows.append(Row("the same, scored without context", scores, f"inference: {cost}"))
         scores, cost = self.infer("google-searched", tuned)
-        rows.append(
-            Row(
-                "Google's checkpoint, searched settings",
-                scores,
-                f"{search_cost}; inference: {cost}",
-                tuned_val,
-            )
+        searched = Row(
+            "Google's checkpoint, searched settings",
+            scores,
+            f"{search_cost}; inference: {cost}",
+            tuned_val,
         )
+        rows.append(searched)
         coordinates = self.coordinates()
+        kept_google = []
         for seed in self.args.seeds:
-            model, val, budget = self.finetune(seed, coordinates)
-            scores, cost = self.infer(f"finetuned-s{seed}", model)
+            model, val, budget, step = self.finetune(seed, coordinates)
+            if step == 0:  # Google's weights, bit for bit: its inference is Google's row's
+                kept_google.append(seed)
+                scores, cost = google_scores, "Google's weights, scored as Google's row"
+            else:
+                scores, cost = self.infer(f"finetuned-s{seed}", model)
+                cost = f"inference: {cost}"
+            method = f"fine-tuned (seed {seed}), Google's settings"
+            rows.append(Row(method, scores, f"{budget}; {cost}", val, step))
+        if self.args.seeds[0] in kept_google:
+            # the same weights as Google's: their search is Google's search
             rows.append(
                 Row(
-                    f"fine-tuned (seed {seed}), Google's settings",
-                    scores,
-                    f"{budget}; inference: {cost}",
-                    val,
+                    f"fine-tuned (seed {self.args.seeds[0]}), searched settings",
+                    searched.scores,
+                    "Google's weights (step 0 kept): as Google's checkpoint with searched settings",
+                    searched.val_arand,
                 )
             )
-        if self.args.search_finetuned:
+        elif self.args.search_finetuned:
             first = f"models:/google_fib25@finetuned-s{self.args.seeds[0]}"
             tuned, _, tuned_val, search_cost = self.search(
                 first, f"finetuned-s{self.args.seeds[0]}-searched"
@@ -363,9 +384,17 @@ def verdict(rows: list[Row]) -> list[str]:
         values = [r.scores[metric] for r in seeded]
         gain = google.scores[metric] - picked.scores[metric]
         change = f"{google.scores[metric]:.3f} -> {picked.scores[metric]:.3f} ({-gain:+.3f})"
-        if len(values) < 2:
-            noise = "one seed, no noise estimate"
-            said = "beats Google's" if gain > 0 else "does not beat Google's"
+        if len(values) < 2 or all(r.selected_step == 0 for r in seeded):
+            noise = (
+                "one seed, no noise estimate"
+                if len(values) < 2
+                else f"all {len(values)} seeds kept Google's weights, so they measure no noise"
+            )
+            said = (
+                "is better than Google's, but not shown to be beyond the noise"
+                if gain > 0
+                else "does not beat Google's"
+            )
         else:
             spread = max(values) - min(values)
             noise = f"the {len(values)} seeds' spread is {spread:.3f}"
