@@ -94,13 +94,22 @@ def hard_coordinates(
         rows, centres = rows[inside], centres[inside]
         g = truth[tuple(centres.T)]
         s = segmentation[tuple(centres.T)]
-        for row, object_id, segment_id in zip(rows.tolist(), g.tolist(), s.tolist(), strict=True):
-            hard[row] = object_id > 0 and (
-                segment_id == 0
-                or matches.segment_of.get(object_id) != segment_id
-                or matches.object_of.get(segment_id) != object_id
-            )
+        hard[rows] = (g > 0) & (
+            (s == 0) | (lookup(matches.segment_of, g) != s) | (lookup(matches.object_of, s) != g)
+        )
     return hard
+
+
+def lookup(table: Mapping[int, int], keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """``table[k]`` for every key, -1 where it has none (vectorised: millions of coordinates)."""
+    if not table:
+        return np.full(len(keys), -1, np.int64)
+    known = np.fromiter(table.keys(), np.int64, len(table))
+    values = np.fromiter(table.values(), np.int64, len(table))
+    order = np.argsort(known)
+    known, values = known[order], values[order]
+    at = np.minimum(np.searchsorted(known, keys), len(known) - 1)
+    return np.where(known[at] == keys, values[at], -1)
 
 
 def draw_weights(hard: npt.NDArray[np.bool_], weight: float) -> npt.NDArray[np.float64]:
