@@ -11,6 +11,8 @@ volume), as a whole-volume run sees them, and scored on the box itself. Rows:
 * the same with settings searched on the validation box (``ffnops infer -m``, ``ffnops tune``);
 * the checkpoint fine-tuned on the training part with the recipe (Adam, checkpoint selection on
   the validation box), once per ``--seeds`` value: their spread is the run-to-run noise;
+* with ``--hard-examples URI``, the first seed fine-tuned drawing the coordinates a segmentation
+  by Google's model gets wrong more often;
 * the first seed's fine-tuned version with searched settings;
 * the oracle network (predicts from the labels): the upper bound of the canvas and its policies.
 
@@ -19,7 +21,8 @@ sqlite MLflow store, so each result is also an MLflow run there; run again, the 
 finished runs and versions it finds (delete the folder to measure afresh). Run::
 
     python -m ffnops_pipelines.quality_report [--data DIR] [--steps 300] [--lr 1e-5]
-        [--validate-every 100] [--seeds 0,1] [--context 16] [--no-search-finetuned]
+        [--validate-every 100] [--seeds 0,1] [--context 16] [--hard-examples URI]
+        [--hard-weight 4] [--no-search-finetuned]
         [--workdir quality] [--out docs/quality.md]
 """
 
@@ -191,15 +194,24 @@ class Report:
         budget = f"search: {len(runs)} settings on the validation box ({minutes(cost)})"
         return f"models:/{name}@{alias}", google, ranked.best.value, budget
 
-    def finetune(self, seed: int, coordinates: Path) -> tuple[str, float, str, int]:
-        """The recipe from Google's checkpoint with training seed ``seed``: the registered
-        version, its validation ARAND (the selected step's), its budget and the selected step
-        (0: Google's own weights were kept)."""
+    def finetune(
+        self, seed: int, coordinates: Path, hard: str | None = None
+    ) -> tuple[str, float, str, int]:
+        """The recipe from Google's checkpoint with training seed ``seed`` (drawing the
+        coordinates ``hard``, a segmentation by Google's model, gets wrong more often, if
+        given): the registered version, its validation ARAND (the selected step's), its budget
+        and the selected step (0: Google's own weights were kept)."""
         args = self.args
-        alias = f"finetuned-s{seed}"
+        name = f"finetuned-hard-s{seed}" if hard else f"finetuned-s{seed}"
+        alias, run_name = name, name.replace("finetuned", "finetune")
         precision = training_precision(args.precision)
-        run_dir = self.work / f"train-s{seed}"  # a killed training resumes from its checkpoint
+        run_dir = self.work / f"train-{name.removeprefix('finetuned-')}"  # a killed run resumes
         resume = [f"resume={run_dir}"] if (run_dir / "ffnops_run.json").is_file() else []
+        examples = (
+            [f"+data.hard_examples.segmentation.train={hard}",
+             f"data.hard_examples.weight={args.hard_weight}"]
+            if hard else []
+        )  # fmt: skip
         if self.version("google_fib25", alias) is None:
             ffnops(
                 "train", f"hydra.run.dir={run_dir}", *resume, f"data.coordinates={coordinates}",
@@ -209,7 +221,8 @@ class Report:
                 f"data.volumes.train.labels={self.labels}",
                 f"data.volumes.train.bbox={self.args.train_box}",  # patches stay in it
                 "model.init_from=models:/google_fib25@baseline", "tracking.model_name=google_fib25",
-                f"tracking.alias={alias}", f"tracking.run_name=finetune-s{seed}", f"seed={seed}",
+                f"tracking.alias={alias}", f"tracking.run_name={run_name}", f"seed={seed}",
+                *examples,
                 f"trainer.max_steps={args.steps}", "trainer.limit_val_batches=0",
                 f"trainer.precision={precision}", "optimizer=adam", f"optimizer.lr={args.lr}",
                 f"training.batch_size={args.batch_size}", "training.channels_last=true",
@@ -226,8 +239,10 @@ class Report:
         validations = ", ".join(
             f"{m.value:.3f} at {m.step}" for m in sorted(history, key=lambda m: m.step)
         )
+        drawn = f", hard examples x{args.hard_weight:g}" if hard else ""
         budget = (
-            f"{args.steps} Adam steps of batch {args.batch_size} at lr {args.lr:g}, {precision}, "
+            f"{args.steps} Adam steps of batch {args.batch_size} at lr {args.lr:g}{drawn}, "
+            f"{precision}, "
             f"validated every {args.validate_every} (val ARAND {validations}: kept step {step}); "
             f"{minutes(seconds)}"
         )
@@ -323,6 +338,17 @@ class Report:
                 scores, cost = self.infer(f"finetuned-s{seed}", model)
                 cost = f"inference: {cost}"
             method = f"fine-tuned (seed {seed}), Google's settings"
+            rows.append(Row(method, scores, f"{budget}; {cost}", val, step))
+        if self.args.hard_examples:
+            seed = self.args.seeds[0]
+            model, val, budget, step = self.finetune(seed, coordinates, self.args.hard_examples)
+            scores, cost = (
+                (google_scores, "Google's weights, scored as Google's row")
+                if step == 0
+                else self.infer(f"finetuned-hard-s{seed}", model)
+            )
+            cost = cost if step == 0 else f"inference: {cost}"
+            method = f"fine-tuned on hard examples (seed {seed}), Google's settings"
             rows.append(Row(method, scores, f"{budget}; {cost}", val, step))
         if self.args.seeds[0] in kept_google:
             # the same weights as Google's: their search is Google's search
@@ -501,6 +527,14 @@ def main() -> None:
     parser.add_argument(
         "--precision", default="auto", help="training precision; auto: bf16 where it is fast"
     )
+    parser.add_argument(
+        "--hard-examples",
+        metavar="URI",
+        help="a segmentation of the training part by Google's model (e.g. its published "
+        "sample-training2 result): adds a row fine-tuned on the first seed drawing the "
+        "coordinates it gets wrong more often (docs/training.md, 'Hard examples')",
+    )
+    parser.add_argument("--hard-weight", type=float, default=4.0)
     parser.add_argument(
         "--search-finetuned",
         action=argparse.BooleanOptionalAction,
