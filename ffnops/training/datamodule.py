@@ -26,12 +26,7 @@ from ffnops.data.examples import Augmentation, FovExamples, as_is, validate_trai
 from ffnops.ffn.coordinates import CoordinateTable
 from ffnops.ffn.geometry import Vec3
 from ffnops.processes import die_with_parent
-from ffnops.training.hard_examples import (
-    HardExamples,
-    check_hard_examples,
-    draw_weights,
-    hard_coordinates,
-)
+from ffnops.training.hard_examples import HardExamples, draw_weights, hard_coordinates
 
 
 def split_coordinates(
@@ -99,8 +94,7 @@ class FFNDataModule(pl.LightningDataModule):
         validate_training_data(self.datasets, train, self.patch_size)
         validate_training_data(self.datasets, val, self.patch_size)
         if self.hard_examples is not None:
-            hard = self.hard_examples
-            check_hard_examples(hard, self.datasets)
+            hard = self.hard_examples  # checked by check_hard_examples before any work
             found = hard_coordinates(train, self.datasets, hard.segmentations)
             self.train_weights = draw_weights(found, hard.weight)
             print(
@@ -124,7 +118,10 @@ class FFNDataModule(pl.LightningDataModule):
         if weights is not None:  # hard examples: a weighted draw instead of the shuffle
             generator = torch.Generator().manual_seed(self.seed)
             sampler = WeightedRandomSampler(
-                weights.tolist(), len(weights), replacement=True, generator=generator
+                torch.as_tensor(weights),  # type: ignore[arg-type]  # torch takes a tensor too
+                len(weights),
+                replacement=True,
+                generator=generator,
             )
         return DataLoader(
             examples,
