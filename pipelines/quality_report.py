@@ -124,15 +124,24 @@ class Report:
 
     # ---- steps -----------------------------------------------------------------------------
 
-    def context_box(self, box: str) -> BBox:
-        return BBox.parse(box).grown([self.args.context] * 3, self.whole)
+    def context_box(self, box: str, source: str | None = None) -> BBox:
+        """``box`` with the context around it, cut to the image (or to ``source``, the oracle's
+        labels, which stop at z = 175)."""
+        whole = self.whole
+        if source is not None:
+            with open_volume(source) as volume:
+                whole = BBox.from_shape(volume.shape)
+        return BBox.parse(box).grown([self.args.context] * 3, whole)
 
     def infer(
         self, name: str, model: str, *extra: str, source: str | None = None, context: bool = True
     ) -> tuple[dict[str, float], str]:
         """``model`` on the evaluation box (with context unless ``context=False``): its scores
         and cost."""
-        boxes = {"bbox": str(self.context_box(self.args.eval_box)), "eval_bbox": self.args.eval_box}
+        boxes = {
+            "bbox": str(self.context_box(self.args.eval_box, source)),
+            "eval_bbox": self.args.eval_box,
+        }
         if not context:
             boxes = {"bbox": self.args.eval_box, "eval_bbox": "None"}
         if not self.finished("inference", name, **boxes):
