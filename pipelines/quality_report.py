@@ -412,7 +412,7 @@ def verdict(rows: list[Row]) -> list[str]:
     lines = [
         "",
         f"**The validation box's pick** (lowest validation ARAND of the candidate versions): "
-        f"{picked.method}, {picked_val:.3f} against Google's {google.val_arand:.3f}.",
+        f"{picked.method}, {picked_val:.4f} against Google's {google.val_arand:.4f}.",
         "",
     ]
     for metric, label in (("adapted_rand_error", "ARAND"), ("voi", "VOI")):
@@ -486,7 +486,7 @@ def write_report(args: argparse.Namespace, rows: list[Row]) -> None:
             f"{s['voi_split']:.3f} | {s['voi_merge']:.3f} | {s['erl_nm'] / 1000:.2f} | "
             f"{int(s['objects'])} / {int(s['groundtruth_objects'])} | {row.budget} |"
         )
-    if not args.search_finetuned:
+    if not any(r.method.startswith("fine-tuned (seed") and "searched" in r.method for r in rows):
         lines += [
             "",
             "The fine-tuned version's settings were not searched in this run "
@@ -500,6 +500,9 @@ def write_report(args: argparse.Namespace, rows: list[Row]) -> None:
 NOTES = """
 ## Reading the table
 
+- Budgets are wall times on the CPU named above; a step that shared the CPU with other work,
+  or resumed after a kill (its time before the kill is counted only since 2026-12-02), shows
+  it.
 - Voxels an FFN leaves unsegmented (0) count as one segment, so they raise VOI merge and ARAND;
   the FFN rows' low VOI split against NeuroProof's shows FFN's strength (few splits), its higher
   merge mostly what it left out. NeuroProof labels every voxel.
