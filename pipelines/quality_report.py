@@ -258,6 +258,16 @@ class Report:
         val = float(version.tags["ffnops.validation_adapted_rand_error"])
         return f"models:/google_fib25@{alias}", val, budget, int(step)
 
+    def finetuned(
+        self, name: str, model: str, step: int, google: dict[str, float]
+    ) -> tuple[dict[str, float], str]:
+        """A fine-tuned version's scores on the evaluation box and their cost; one that kept
+        step 0 is Google's weights bit for bit, so it is Google's row's, not segmented again."""
+        if step == 0:
+            return google, "Google's weights, scored as Google's row"
+        scores, cost = self.infer(name, model)
+        return scores, f"inference: {cost}"
+
     def coordinates(self) -> Path:
         """Partitions and coordinates of the training part (patches stay inside it)."""
         key = step_key([self.args.train_box])  # another training part, other coordinates
@@ -340,23 +350,15 @@ class Report:
         kept_google = []
         for seed in self.args.seeds:
             model, val, budget, step = self.finetune(seed, coordinates)
-            if step == 0:  # Google's weights, bit for bit: its inference is Google's row's
+            if step == 0:
                 kept_google.append(seed)
-                scores, cost = google_scores, "Google's weights, scored as Google's row"
-            else:
-                scores, cost = self.infer(f"finetuned-s{seed}", model)
-                cost = f"inference: {cost}"
+            scores, cost = self.finetuned(f"finetuned-s{seed}", model, step, google_scores)
             method = f"fine-tuned (seed {seed}), Google's settings"
             rows.append(Row(method, scores, f"{budget}; {cost}", val, step))
         if self.args.hard_examples:
             seed = self.args.seeds[0]
             model, val, budget, step = self.finetune(seed, coordinates, self.args.hard_examples)
-            scores, cost = (
-                (google_scores, "Google's weights, scored as Google's row")
-                if step == 0
-                else self.infer(f"finetuned-hard-s{seed}", model)
-            )
-            cost = cost if step == 0 else f"inference: {cost}"
+            scores, cost = self.finetuned(f"finetuned-hard-s{seed}", model, step, google_scores)
             method = f"fine-tuned on hard examples (seed {seed}), Google's settings"
             rows.append(Row(method, scores, f"{budget}; {cost}", val, step))
         if self.args.seeds[0] in kept_google:
