@@ -29,31 +29,15 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import numpy.typing as npt
 from datasets import FIB25_LABELS, GOOGLE_SEGMENTATION, need
 from machine import cpu_model
 
 from ffnops.evaluation.candidates import CONTACT, FACE, Candidate, find_candidates
-from ffnops.evaluation.errors import SPLIT, find_errors
+from ffnops.evaluation.errors import SPLIT, find_errors, main_matches
 from ffnops.volume import BBox
 from ffnops.volumes import open_volume
 
 TOP = (10, 25, 50, 100)
-
-
-def main_objects(
-    segmentation: npt.NDArray[np.integer], truth: npt.NDArray[np.integer]
-) -> dict[int, int]:
-    """Each segment's ground-truth object: the one that holds most of its labelled voxels."""
-    labelled = (truth > 0) & (segmentation > 0)
-    pairs, counts = np.unique(
-        np.stack([segmentation[labelled], truth[labelled]], 1), axis=0, return_counts=True
-    )
-    best: dict[int, tuple[int, int]] = {}
-    for (s, g), n in zip(pairs.tolist(), counts.tolist(), strict=True):
-        if n > best.get(s, (0, 0))[0]:
-            best[s] = (n, g)
-    return {s: g for s, (_, g) in best.items()}
 
 
 def real(candidates: list[Candidate], main: dict[int, int], erring: set[int]) -> list[bool]:
@@ -88,7 +72,7 @@ def main() -> None:
 
     candidates = find_candidates(segmentation, min_voxels=args.min_overlap)
     errors, _ = find_errors(segmentation, truth, args.min_overlap)
-    main = main_objects(segmentation, truth)
+    main = main_matches(segmentation, truth, min_overlap=1).object_of
     erring = {e.segment_id for e in errors}
     splits = {frozenset((e.segment_id, e.other_id)) for e in errors if e.kind == SPLIT}
 
