@@ -23,7 +23,7 @@ from ffnops.errors import FfnopsError
 from ffnops.evaluation.errors import main_matches
 from ffnops.ffn.coordinates import CoordinateTable
 from ffnops.ffn.geometry import as_vec3
-from ffnops.volume import BBox
+from ffnops.volume import BBox, Volume
 from ffnops.volumes import open_volume
 
 DEFAULT_HARD_WEIGHT = 4.0
@@ -52,22 +52,28 @@ def check_hard_examples(hard: HardExamples, datasets: Mapping[str, Dataset]) -> 
 
 
 def _segmentation_box(name: str, uri: str, dataset: Dataset) -> tuple[BBox, BBox]:
-    """The voxels the segmentation and the labels share: in the labels' and in its own."""
     with dataset.open_labels() as labels, open_volume(uri, dtypes=LABEL_DTYPES) as seg:
-        if not np.allclose(seg.voxel_size, labels.voxel_size):
-            raise FfnopsError(
-                f"data.hard_examples.segmentation.{name}={uri} has voxels of "
-                f"{list(seg.voxel_size)} nm and the labels {dataset.labels} "
-                f"{list(labels.voxel_size)} nm: they must be the same grid"
-            )
-        start = as_vec3([s - o for s, o in zip(seg.offset, labels.offset, strict=True)])
-        common = BBox(start, seg.shape).intersect(BBox.from_shape(labels.shape))
-        if common is None:
-            raise FfnopsError(
-                f"data.hard_examples.segmentation.{name}={uri} (shape {seg.shape}, offset "
-                f"{seg.offset}) does not overlap the labels {dataset.labels} (shape "
-                f"{labels.shape}, offset {labels.offset})"
-            )
+        return _shared_boxes(name, uri, dataset, labels, seg)
+
+
+def _shared_boxes(
+    name: str, uri: str, dataset: Dataset, labels: Volume, seg: Volume
+) -> tuple[BBox, BBox]:
+    """The voxels the segmentation and the labels share: in the labels' and in its own."""
+    if not np.allclose(seg.voxel_size, labels.voxel_size):
+        raise FfnopsError(
+            f"data.hard_examples.segmentation.{name}={uri} has voxels of "
+            f"{list(seg.voxel_size)} nm and the labels {dataset.labels} "
+            f"{list(labels.voxel_size)} nm: they must be the same grid"
+        )
+    start = as_vec3([s - o for s, o in zip(seg.offset, labels.offset, strict=True)])
+    common = BBox(start, seg.shape).intersect(BBox.from_shape(labels.shape))
+    if common is None:
+        raise FfnopsError(
+            f"data.hard_examples.segmentation.{name}={uri} (shape {seg.shape}, offset "
+            f"{seg.offset}) does not overlap the labels {dataset.labels} (shape "
+            f"{labels.shape}, offset {labels.offset})"
+        )
     return common, common.shifted(start)
 
 
@@ -83,8 +89,8 @@ def hard_coordinates(
     for name, uri in segmentations.items():
         if name not in table.names:
             continue
-        in_labels, in_seg = _segmentation_box(name, uri, datasets[name])
-        with datasets[name].open_labels() as labels, open_volume(uri) as seg:
+        with datasets[name].open_labels() as labels, open_volume(uri, dtypes=LABEL_DTYPES) as seg:
+            in_labels, in_seg = _shared_boxes(name, uri, datasets[name], labels, seg)
             truth = np.asarray(labels.read(in_labels)).astype(np.int64)
             segmentation = np.asarray(seg.read(in_seg)).astype(np.int64)
         matches = main_matches(segmentation, truth, min_overlap)
