@@ -44,6 +44,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from ffnops.cli import config_dir
+from ffnops.errors import FfnopsError
 from ffnops.evaluation.report import evaluate
 from ffnops.evaluation.skeletons import skeletonize
 from ffnops.ffn.cpu import cpu_has_avx512, cpu_has_fast_bf16, cpu_model
@@ -167,7 +168,7 @@ class Report:
         scores = {k[5:]: v for k, v in metrics.items() if k.startswith("eval/")}
         return scores, f"{int(metrics['network_calls'])} FOV steps, {minutes(metrics['seconds'])}"
 
-    def search(self, model: str, alias: str) -> tuple[str, float | None, float, str]:
+    def search(self, model: str, alias: str) -> tuple[str, float, float, str]:
         """The settings search of ``model`` (``models:/NAME@ALIAS``) on the validation box, kept
         by ``ffnops tune`` as ``alias``: the tuned model, the validation ARAND of Google's settings
         and of the best, and the search's cost."""
@@ -204,10 +205,9 @@ class Report:
                 "tune", f"models:/{name}/{version.version}", f"evaluation={evaluation}",
                 f"alias={alias}", *self.track, cwd=self.work,
             )  # fmt: skip
-        google = next(
-            (t.value for t in ranked.trials
-             if all(t.options[k] == option_value(k, str(GOOGLE[k])) for k in GOOGLE)),
-            None,
+        google = next(  # the grid holds Google's point (checked by search_grid)
+            t.value for t in ranked.trials
+            if all(t.options[k] == option_value(k, str(GOOGLE[k])) for k in GOOGLE)
         )  # fmt: skip
         runs = [self.client.get_run(t.run_id).data.metrics for t in ranked.trials]
         cost = sum(r["seconds"] for r in runs)
@@ -336,9 +336,6 @@ class Report:
                    *self.track, cwd=self.work)  # fmt: skip
         google = "models:/google_fib25@baseline"
         tuned, google_val, tuned_val, search_cost = self.search(google, "google-searched")
-        if google_val is None:
-            google_point = " ".join(f"{k}={GOOGLE[k]}" for k in self.args.search)
-            raise SystemExit(f"--search must include Google's point ({google_point})")
         google_scores, google_cost = self.infer("google", google)
         rows.append(
             Row(
@@ -405,11 +402,24 @@ class Report:
 
 
 def search_grid(options: list[str]) -> dict[str, tuple[str, ...]]:
-    """``["segment_threshold=0.5,0.6"]`` as ``{"segment_threshold": ("0.5", "0.6")}``."""
-    return {
-        key: tuple(values.split(","))
-        for key, values in (option.split("=", 1) for option in options)
-    }
+    """``["segment_threshold=0.5,0.6"]`` as ``{"segment_threshold": ("0.5", "0.6")}``, checked
+    before any work: each key an inference option, each value one, Google's among them (the
+    row the search is compared with)."""
+    grid = {}
+    for option in options:
+        key, _, values = option.partition("=")
+        if key not in GOOGLE or not values:
+            raise SystemExit(
+                f"--search {option}: expected KEY=V1,V2 with KEY one of {', '.join(GOOGLE)}"
+            )
+        try:
+            given = {option_value(key, value) for value in values.split(",")}
+        except FfnopsError:
+            raise SystemExit(f"--search {option}: a value is not a {key}") from None
+        if option_value(key, str(GOOGLE[key])) not in given:
+            raise SystemExit(f"--search {option}: must include Google's {key}={GOOGLE[key]}")
+        grid[key] = tuple(values.split(","))
+    return grid
 
 
 def search_text(grid: dict[str, tuple[str, ...]]) -> str:
