@@ -107,15 +107,16 @@ class Report:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        self.image = f"h5://{args.data / 'grayscale_maps.h5'}#raw"
+        self.labels = f"h5://{args.data / 'groundtruth.h5'}#stack"
+        # the data first: a wrong --data leaves no work folder behind
+        with open_volume(self.image) as volume, open_volume(self.labels):
+            self.whole = BBox.from_shape(volume.shape)
         self.work = args.workdir.absolute()
         self.work.mkdir(parents=True, exist_ok=True)
         self.store = f"sqlite:///{self.work}/mlflow.db"
         self.track = [f"tracking.tracking_uri={self.store}"]
         self.client = MlflowClient(tracking_uri=self.store)
-        self.image = f"h5://{args.data / 'grayscale_maps.h5'}#raw"
-        self.labels = f"h5://{args.data / 'groundtruth.h5'}#stack"
-        with open_volume(self.image) as volume:
-            self.whole = BBox.from_shape(volume.shape)
 
     # ---- the MLflow store ------------------------------------------------------------------
 
@@ -618,7 +619,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "quality.md")
     args = parser.parse_args()
     args.search = search_grid(args.search)
-    write_report(args, Report(args).run())
+    try:
+        report = Report(args)
+    except FfnopsError as error:
+        raise SystemExit(f"--data {args.data}: {error}") from None
+    write_report(args, report.run())
 
 
 if __name__ == "__main__":
