@@ -581,6 +581,10 @@ NOTES = """
   steps to 0.315 (2026-11-30), both scored without context; 100 fp32 Adam steps at 1e-5,
   validated at 0 and 100, made the validation box worse for both seeds and for hard examples
   (0.027 -> 0.034, 0.061, 0.037; 2026-12-02, AVX2 CPU), so each kept Google's weights.
+- The validation box holds 26 labelled objects, segmented by Google's model at ARAND 0.027, and
+  it ranks fine-tuned versions in the reverse order of the evaluation box; the quadrant
+  [125:175,0:125,125:250] (57 objects) ranks them in the evaluation box's order
+  (docs/training.md, "The fine-tuning recipe").
 """
 
 
