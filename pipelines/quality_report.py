@@ -408,18 +408,19 @@ def search_grid(options: list[str]) -> dict[str, tuple[str, ...]]:
     row the search is compared with)."""
     grid = {}
     for option in options:
-        key, _, values = option.partition("=")
-        if key not in GOOGLE or not values:
+        key, _, text = option.partition("=")
+        values = tuple(text.split(","))
+        if key not in GOOGLE or not text:
             raise SystemExit(
                 f"--search {option}: expected KEY=V1,V2 with KEY one of {', '.join(GOOGLE)}"
             )
         try:
-            given = {option_value(key, value) for value in values.split(",")}
+            given = {option_value(key, value) for value in values}
         except FfnopsError:
             raise SystemExit(f"--search {option}: a value is not a {key}") from None
         if option_value(key, str(GOOGLE[key])) not in given:
             raise SystemExit(f"--search {option}: must include Google's {key}={GOOGLE[key]}")
-        grid[key] = tuple(values.split(","))
+        grid[key] = values
     return grid
 
 
