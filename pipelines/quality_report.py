@@ -70,7 +70,7 @@ METRIC = "eval/adapted_rand_error"
 # Google's request for training_sample2, as the default inference group holds it: its point in
 # the search is the one whose every option is Google's.
 GOOGLE = {
-    key: value
+    key: option_value(key, str(value))
     for key, value in OmegaConf.to_container(
         OmegaConf.load(config_dir() / "inference" / "fib25.yaml")
     ).items()
@@ -113,7 +113,12 @@ class Report:
         with open_volume(self.image) as volume, open_volume(self.labels):
             self.whole = BBox.from_shape(volume.shape)
         self.work = args.workdir.absolute()
-        self.work.mkdir(parents=True, exist_ok=True)
+        try:
+            self.work.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SystemExit(
+                f"--workdir {args.workdir}: cannot be made ({error.strerror})"
+            ) from None
         self.store = f"sqlite:///{self.work}/mlflow.db"
         self.track = [f"tracking.tracking_uri={self.store}"]
         self.client = MlflowClient(tracking_uri=self.store)
@@ -208,7 +213,7 @@ class Report:
             )  # fmt: skip
         google = next(  # the grid holds Google's point (checked by search_grid)
             t.value for t in ranked.trials
-            if all(t.options[k] == option_value(k, str(GOOGLE[k])) for k in GOOGLE)
+            if all(t.options[k] == GOOGLE[k] for k in GOOGLE)
         )  # fmt: skip
         runs = [self.client.get_run(t.run_id).data.metrics for t in ranked.trials]
         cost = sum(r["seconds"] for r in runs)
@@ -418,7 +423,7 @@ def search_grid(options: list[str]) -> dict[str, tuple[str, ...]]:
             given = {option_value(key, value) for value in values}
         except FfnopsError:
             raise SystemExit(f"--search {option}: a value is not a {key}") from None
-        if option_value(key, str(GOOGLE[key])) not in given:
+        if GOOGLE[key] not in given:
             raise SystemExit(f"--search {option}: must include Google's {key}={GOOGLE[key]}")
         grid[key] = values
     return grid
