@@ -13,7 +13,7 @@ from pathlib import Path
 import neuroglancer
 import numpy as np
 import pytest
-from browser import render
+from browser import CAN_RENDER, RENDER_REASON, render
 from commands import ffnops, free_port
 from mlflow.tracking import MlflowClient
 
@@ -138,6 +138,7 @@ def test_a_groundtruth_covering_part_of_the_segmentation_is_scored_there(
 # run, a reversed box) is part of the bad-input battery, tests/test_bad_commands.py.
 
 
+@pytest.mark.skipif(not CAN_RENDER, reason=RENDER_REASON)
 def test_an_error_link_renders_in_a_browser(scene: dict[str, object], tmp_path: Path) -> None:
     """``ffnops view RUN_ID`` serves the evaluation's copy; the first error's link opens."""
     # The link's own state, in neuroglancer's Python viewer (the public client it names is not
