@@ -1,7 +1,7 @@
 """Regenerates ``docs/quality.md``: FFN segmentation quality on FIB-25 under a fixed protocol.
 
 On ``training_sample2`` (labels for z < 175 only) three disjoint parts (docs/quality.md,
-"Protocol"): training patches stay inside z < 110; a *validation* box [125:175, 125:250, 125:250]
+"Protocol"): training patches stay inside z < 110; a *validation* box [125:175, 0:125, 125:250]
 chooses checkpoints and inference settings; an *evaluation* box [125:175, 0:125, 0:125] is only
 reported. Both boxes are segmented with ``--context`` voxels of image around them (clipped to the
 volume), as a whole-volume run sees them, and scored on the box itself. Rows:
@@ -61,7 +61,7 @@ FIB25_NM = (8.0, 8.0, 8.0)
 DEFAULT_DATA = Path(os.environ.get("FFNOPS_FIB25_DIR", "data/fib25/training_sample2"))
 # The protocol's parts (z, y, x); --train-box etc. change them only to try the script quickly.
 TRAIN_BOX = "0:110,0:250,0:250"
-VAL_BOX = "125:175,125:250,125:250"
+VAL_BOX = "125:175,0:125,125:250"
 EVAL_BOX = "125:175,0:125,0:125"
 # The settings search (`ffnops infer inference.KEY=VALUE` for each point, then `ffnops tune`);
 # Google's request (segment threshold 0.6, move threshold 0.9) is one of its points.
@@ -140,6 +140,22 @@ class Report:
     def version(self, name: str, alias: str) -> Any:
         return alias_version(self.client, name, alias)
 
+    def trained(self, alias: str, protocol: dict[str, str]) -> bool:
+        """Whether ``google_fib25@alias`` was trained with these params (float params compared
+        as numbers: the run logs 3e-06 for 3e-6)."""
+        version = self.version("google_fib25", alias)
+        if version is None:
+            return False
+        params = self.client.get_run(version.run_id).data.params
+
+        def same(logged: str | None, wanted: str) -> bool:
+            try:
+                return float(logged or "nan") == float(wanted)
+            except ValueError:
+                return logged == wanted
+
+        return all(same(params.get(k), v) for k, v in protocol.items())
+
     # ---- steps -----------------------------------------------------------------------------
 
     def context_box(self, box: str, source: str | None = None) -> BBox:
@@ -162,7 +178,8 @@ class Report:
         }
         if not context:
             boxes = {"bbox": self.args.eval_box, "eval_bbox": "None"}
-        if not self.finished("inference", name, **boxes):
+        runs = self.segmented(name, model, boxes)
+        if not runs:
             ffnops(
                 "infer", f"model={model}", f"image={source or self.image}", f"bbox={boxes['bbox']}",
                 *([f"eval_bbox={boxes['eval_bbox']}"] if context else []),
@@ -170,9 +187,22 @@ class Report:
                 "overwrite=true", "evaluation.voxel_size=[8,8,8]", f"tracking.run_name={name}",
                 "viewer.publish=false", *extra, *self.track, cwd=self.work,
             )  # fmt: skip
-        metrics = self.finished("inference", name, **boxes)[0].data.metrics
+            runs = self.segmented(name, model, boxes)
+        metrics = runs[0].data.metrics
         scores = {k[5:]: v for k, v in metrics.items() if k.startswith("eval/")}
         return scores, f"{int(metrics['network_calls'])} FOV steps, {minutes(metrics['seconds'])}"
+
+    def segmented(self, name: str, model: str, boxes: dict[str, str]) -> list[Any]:
+        """The finished inference runs called ``name`` of ``model``'s version (the one its alias
+        names now) over these boxes."""
+        model_name, _, alias = model.removeprefix("models:/").partition("@")
+        version = self.version(model_name, alias)
+        return [
+            r for r in self.finished("inference", name, **boxes)
+            if version is not None
+            and r.data.tags.get("ffnops.model_name") == model_name
+            and r.data.tags.get("ffnops.model_version") == str(version.version)
+        ]  # fmt: skip
 
     def search(self, model: str, alias: str) -> tuple[str, float, float, str]:
         """The settings search of ``model`` (``models:/NAME@ALIAS``) on the validation box, kept
@@ -231,14 +261,24 @@ class Report:
         name = f"finetuned-hard-s{seed}" if hard else f"finetuned-s{seed}"
         alias, run_name = name, name.replace("finetuned", "finetune")
         precision = training_precision(args.precision)
-        run_dir = self.work / f"train-{name.removeprefix('finetuned-')}"  # a killed run resumes
+        # what makes this fine-tune this protocol's: a version trained otherwise (another
+        # validation box, more steps) is trained again, in its own folder
+        protocol = {
+            "data.volumes.train.bbox": args.train_box, "training.validation.box": args.val_box,
+            "trainer.max_steps": str(args.steps), "optimizer.lr": str(args.lr),
+            "training.validation.every_n_steps": str(args.validate_every), "seed": str(seed),
+            "training.batch_size": str(args.batch_size), "trainer.precision": precision,
+            "data.hard_examples.weight": str(args.hard_weight) if hard else "None",
+        }  # fmt: skip
+        key = step_key([f"{k}={v}" for k, v in protocol.items()])
+        run_dir = self.work / f"train-{name.removeprefix('finetuned-')}-{key}"  # resumes a kill
         resume = [f"resume={run_dir}"] if (run_dir / "ffnops_run.json").is_file() else []
         examples = (
             [f"+data.hard_examples.segmentation.train={hard}",
              f"data.hard_examples.weight={args.hard_weight}"]
             if hard else []
         )  # fmt: skip
-        if self.version("google_fib25", alias) is None:
+        if not self.trained(alias, protocol):
             ffnops(
                 "train", f"hydra.run.dir={run_dir}", *resume, f"data.coordinates={coordinates}",
                 "~data.volumes.sample",

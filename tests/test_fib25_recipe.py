@@ -37,7 +37,7 @@ def test_dry_run_shows_googles_settings_and_the_chosen_trainer(tmp_path: Path) -
     assert set(expected) <= set(train.split())
     # the protocol (docs/quality.md): a validation box chooses the weights, the evaluation box
     # is segmented with 16 voxels of context (cut at z, y, x = 0) and scored on itself
-    assert "training.validation.box=125:175,125:250,125:250" in train.split()
+    assert "training.validation.box=125:175,0:125,125:250" in train.split()
     assert "training.validation.context=[16,16,16]" in train.split()
     assert "training.validation.every_n_steps=5000" in train.split()
     assert "inference=fib25" in infer.split() and "bbox=109:191,0:141,0:141" in infer.split()

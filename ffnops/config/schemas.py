@@ -449,7 +449,7 @@ class Fib25Data:
     image: str = MISSING
     labels: str = MISSING
     train_box: str = "0:110,0:250,0:250"
-    val_box: str = "125:175,125:250,125:250"
+    val_box: str = "125:175,0:125,125:250"
     eval_box: str = "125:175,0:125,0:125"
     context: list[int] = field(default_factory=lambda: [16, 16, 16])
     voxel_size: list[float] = field(default_factory=lambda: [8.0, 8.0, 8.0])  # nm; HDF5 says 1
