@@ -36,6 +36,7 @@ from ffnops.ffn.model import ConvStack3DFFNModel
 from ffnops.ffn.model_settings import ModelSettings
 from ffnops.ffn.options import InferenceOptions
 from ffnops.ffn.training_moves import TrainingGeometry
+from ffnops.inference.runner import face_mirror
 from ffnops.locks import OutputLock
 from ffnops.tracking.mlflow_tracking import (
     check_tracking_uri,
@@ -242,14 +243,14 @@ def segment_validation(
         )
     options: InferenceOptions = OmegaConf.to_object(settings.inference)  # type: ignore[assignment]
     image = (raw - np.float32(dataset.image_mean)) / np.float32(dataset.image_stddev)
+    scored = box.shifted(segmented.start)
+    if options.reflect_faces:  # as `ffnops infer` mirrors it (docs/inference.md, "Volume faces")
+        radius = tuple(f // 2 for f in model.fov_size)
+        before, after = face_mirror(segmented, image_volume.shape, radius)  # type: ignore[arg-type]
+        image = np.pad(image, list(zip(before, after, strict=True)), mode="reflect")
+        scored = scored.shifted([-b for b in before])
     return SegmentValidation(
-        ValidationBox(
-            image.astype(np.float32),
-            labels,
-            f"{name}[{box}]",
-            box.shifted(segmented.start),
-            voxel_size,
-        ),
+        ValidationBox(image.astype(np.float32), labels, f"{name}[{box}]", scored, voxel_size),
         model.fov_size,
         model.deltas,
         options,

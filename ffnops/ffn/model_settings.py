@@ -27,6 +27,7 @@ INFERENCE_OPTIONS = (
     "min_boundary_dist",
     "disco_seed_threshold",
     "seed_policy",
+    "reflect_faces",
 )
 
 
@@ -52,6 +53,7 @@ class ModelSettings:
     min_boundary_dist: list[int] | None = None
     disco_seed_threshold: float | None = None
     seed_policy: str | None = None
+    reflect_faces: bool | None = None
     model_class: str | None = None
     depth: int | None = None
     features: int | None = None

@@ -33,6 +33,11 @@ class InferenceOptions:
     """How seeds are placed: "peaks" (EDT peaks of the non-edge image) or "grid"."""
     seed_policy_args: dict[str, Any] = field(default_factory=dict)
     """Extra arguments of the seed policy (e.g. the grid step)."""
+    reflect_faces: bool = False
+    """Mirror the image across the faces of the image volume that the box touches, by the FOV
+    radius, so that seeds and FOV centres reach the volume's outermost voxels (google/ffn never
+    centres a FOV within a radius of them). Not Google's; the mirror is never output, but its
+    voxels count towards ``min_segment_size`` (docs/inference.md, "Volume faces")."""
     checkpoint_interval_s: float = 600.0
     """Seconds between inference checkpoints (0 = never)."""
 

@@ -40,7 +40,14 @@ from ffnops.ffn.canvas import ORIGIN_DTYPE, Canvas, Counters, run_canvases
 from ffnops.ffn.predictor import TorchPredictor
 from ffnops.ffn.stitching import FRACTION_OF, count_overlaps, fragment_keys, global_ids, links
 from ffnops.inference.request import BoxRequest
-from ffnops.inference.runner import make_canvas, make_predictor, place_seeds, read_image
+from ffnops.inference.runner import (
+    BoxImage,
+    make_canvas,
+    make_predictor,
+    place_seeds,
+    read_image,
+    unmirrored,
+)
 from ffnops.volume import BBox
 from ffnops.volumes import open_volume
 
@@ -140,7 +147,7 @@ def _predictor(job: BlockwiseJob) -> TorchPredictor:
 def segment_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
     """Floods each block's canvas; the canvases of one batch share every network call."""
     request = job.request
-    canvases: list[tuple[Block, Canvas]] = []
+    canvases: list[tuple[Block, BoxImage, Canvas]] = []
     steps = []
     for block in blocks:
         box_image = read_image(request, block.read)
@@ -152,19 +159,22 @@ def segment_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
             within=block.write.shifted(block.read.start),
             origin=block.read.shifted(request.box.start).start,
         )
-        canvases.append((block, canvas))
+        canvases.append((block, box_image, canvas))
         steps.append(canvas.segment_all(seeds))
     started = time.perf_counter()
     run_canvases(steps, _predictor(job), batch_size=max(len(blocks), 1))
     seconds = time.perf_counter() - started
-    for block, canvas in canvases:
+    for block, box_image, canvas in canvases:
         origins = np.array(
-            [(i, *o.start, o.iters, o.walltime_s) for i, o in sorted(canvas.origins.items())],
+            [
+                (i, *unmirrored(o.start, box_image), o.iters, o.walltime_s)
+                for i, o in sorted(canvas.origins.items())
+            ],
             dtype=ORIGIN_DTYPE,
         )
         _save_npz(
             job.fragments_file(block),
-            labels=canvas.final_segmentation().astype(np.uint32),
+            labels=box_image.crop(canvas.final_segmentation()).astype(np.uint32),
             origins=origins,
             counters=np.asarray(json.dumps(canvas.counters.as_dict())),
             boxes=np.asarray(json.dumps([str(block.read), str(block.write)])),

@@ -14,6 +14,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,20 +41,42 @@ OnCheckpoint = Callable[[Counters, int], None]
 
 @dataclass(frozen=True)
 class BoxImage:
-    """A box of the image, normalised, with its mask and where it lies."""
+    """A box of the image, normalised, with its mask and where it lies. With
+    ``inference.reflect_faces``, ``image`` and ``mask`` are the box mirrored across the volume
+    faces it touches: ``before``/``after`` voxels more on each axis than ``raw``."""
 
     raw: npt.NDArray[np.generic]
     image: npt.NDArray[np.float32]
     mask: npt.NDArray[np.bool_] | None
     voxel_size: VoxelSize
     offset: Vec3  # where the image volume's voxel (0, 0, 0) sits in the dataset's grid
+    before: Vec3 = (0, 0, 0)
+    after: Vec3 = (0, 0, 0)
+
+    def crop(self, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """``array`` over ``image`` cut back to the box (``raw``'s voxels)."""
+        return array[
+            tuple(
+                slice(b, n - a)
+                for b, a, n in zip(self.before, self.after, array.shape, strict=True)
+            )
+        ]
+
+
+def face_mirror(box: BBox, shape: Vec3, radius: Vec3) -> tuple[Vec3, Vec3]:
+    """How many voxels to mirror before and after ``box`` on each axis: the FOV radius where
+    the box touches a face of the volume (of ``shape``), else 0."""
+    before = tuple(r if s == 0 else 0 for s, r in zip(box.start, radius, strict=True))
+    after = tuple(r if e == n else 0 for e, n, r in zip(box.stop, shape, radius, strict=True))
+    return before, after  # type: ignore[return-value]
 
 
 def read_image(request: BoxRequest, box: BBox) -> BoxImage:
-    """Reads ``box`` of the request's image (and mask) and normalises it."""
+    """Reads ``box`` of the request's image (and mask) and normalises it (mirrored across the
+    volume's faces with ``inference.reflect_faces``)."""
     with open_volume(request.image_uri, dtypes=IMAGE_DTYPES) as volume:
         raw = np.asarray(volume.read(box))
-        voxel_size, offset = volume.voxel_size, volume.offset
+        voxel_size, offset, shape = volume.voxel_size, volume.offset, volume.shape
     mask = None
     if request.mask_uri:
         with open_volume(request.mask_uri) as mask_volume:
@@ -61,7 +84,14 @@ def read_image(request: BoxRequest, box: BBox) -> BoxImage:
     check_intensities(request.image_uri, box, raw, mask)
     mean, stddev = np.float32(request.image_mean), np.float32(request.image_stddev)
     image = (raw.astype(np.float32) - mean) / stddev
-    return BoxImage(raw, image, mask, voxel_size, offset)
+    if not request.options.reflect_faces:
+        return BoxImage(raw, image, mask, voxel_size, offset)
+    radius = tuple(f // 2 for f in request.settings.fov_size)
+    before, after = face_mirror(box, shape, radius)  # type: ignore[arg-type]
+    widths = list(zip(before, after, strict=True))
+    image = np.pad(image, widths, mode="reflect")
+    mask = np.pad(mask, widths, mode="reflect") if mask is not None else None
+    return BoxImage(raw, image, mask, voxel_size, offset, before, after)
 
 
 class ConstantImageWarning(UserWarning):
@@ -111,8 +141,8 @@ def place_seeds(
     origin: Vec3 = (0, 0, 0),
 ) -> list[Vec3]:
     """The seed policy's positions in canvas voxels, in the policy's order; with ``within``
-    (canvas voxels) only those inside it. ``origin``: where the canvas starts in the request's
-    box (a block's), so a grid is the box's grid."""
+    (voxels of the image box, ``box_image.raw``) only those inside it. ``origin``: where the
+    image box starts in the request's box (a block's), so a grid is the box's grid."""
     try:
         seeds = policy_seeds(
             request.options,
@@ -120,14 +150,20 @@ def place_seeds(
             canvas.fov_radius,
             canvas.mask,
             box_image.voxel_size,
-            origin,
+            tuple(o - b for o, b in zip(origin, box_image.before, strict=True)),
         )
     except ValueError as exc:
         raise FfnopsError(str(exc)) from None
     if within is None:
         return seeds
+    within = within.shifted([-b for b in box_image.before])
     lo, hi = within.start, within.stop
     return [s for s in seeds if all(a <= p < b for p, a, b in zip(s, lo, hi, strict=True))]
+
+
+def unmirrored(position: Vec3, box_image: BoxImage) -> Vec3:
+    """A canvas position in voxels of the image box (``box_image.raw``)."""
+    return tuple(p - b for p, b in zip(position, box_image.before, strict=True))  # type: ignore[return-value]
 
 
 def device_name(requested: str) -> str:
@@ -199,12 +235,17 @@ def segment_box(
     progress.close()
     seconds = before + time.perf_counter() - started
     result = SegmentationResult(
-        labels=canvas.final_segmentation(),
+        labels=box_image.crop(canvas.final_segmentation()),
         offset=tuple(o + s for o, s in zip(box_image.offset, box.start, strict=True)),  # type: ignore[arg-type]
         voxel_size=box_image.voxel_size,
-        origins={i: SeedOrigin(o.start, o.iters, o.walltime_s) for i, o in canvas.origins.items()},
+        origins={
+            i: SeedOrigin(unmirrored(o.start, box_image), o.iters, o.walltime_s)
+            for i, o in canvas.origins.items()
+        },
         counters={**canvas.counters.as_dict(), "seconds": seconds},
-        probabilities=canvas.probabilities,
+        probabilities=(
+            box_image.crop(canvas.probabilities) if canvas.probabilities is not None else None
+        ),
         image_uri=request.image_uri,
         settings={**vars(request.options), "model": request.model_uri, "bbox": str(box)},
     )

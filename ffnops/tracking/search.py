@@ -30,6 +30,9 @@ from ffnops.ffn.options import InferenceOptions
 from ffnops.tracking.promotion import lower_is_better
 
 EFFECTIVE = "effective."  # the prefix of the options an inference run logged as params
+# Options newer than the first ffnops that logged them, and the value a run logged before
+# them ran with: such a run is still a trial of the search.
+ADDED_OPTIONS = {"reflect_faces": False}
 # What must be the same in every run of a search for their scores to compare.
 SAME_IN_EVERY_RUN = (
     "bbox",
@@ -85,15 +88,17 @@ def option_value(name: str, text: str) -> Any:
             return float(text)
         if kind == "int":
             return int(text)
+        if kind == "bool":
+            return {"true": True, "false": False}[text.lower()]
         return ast.literal_eval(text)  # lists
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, KeyError):
         raise FfnopsError(f"logged option {EFFECTIVE}{name}={text!r} is not a value") from None
 
 
 def trial_of(run: Run, metric: str) -> Trial:
     params = run.data.params
     missing = [k for k in INFERENCE_OPTIONS if f"{EFFECTIVE}{k}" not in params]
-    if missing:
+    if missing and set(missing) - set(ADDED_OPTIONS):
         raise FfnopsError(
             f"run {run.info.run_id} logged no {EFFECTIVE}{missing[0]}: not an ffnops infer run"
         )
@@ -103,7 +108,10 @@ def trial_of(run: Run, metric: str) -> Trial:
             f"{params[f'{EFFECTIVE}seed_policy_args']}, which a model version does not store; "
             "search without it"
         )
-    options = {k: option_value(k, params[f"{EFFECTIVE}{k}"]) for k in INFERENCE_OPTIONS}
+    options = {
+        k: option_value(k, params[f"{EFFECTIVE}{k}"]) if k not in missing else ADDED_OPTIONS[k]
+        for k in INFERENCE_OPTIONS
+    }
     return Trial(run.info.run_id, options, float(run.data.metrics[metric]))
 
 
