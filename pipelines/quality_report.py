@@ -51,7 +51,7 @@ from ffnops.ffn.cpu import cpu_has_avx512, cpu_has_fast_bf16, cpu_model
 from ffnops.ffn.oracle import OracleFFN
 from ffnops.tracking.mlflow_tracking import register_model
 from ffnops.tracking.registry import alias_version
-from ffnops.tracking.search import find_search, option_value
+from ffnops.tracking.search import find_search, logged_options, option_value
 from ffnops.volume import BBox
 from ffnops.volumes import open_volume
 
@@ -217,10 +217,7 @@ class Report:
             and r.data.tags.get("ffnops.model_version") == str(version.version)
         ]  # fmt: skip
         grid = self.args.search
-        measured = {
-            tuple(option_value(k, r.data.params.get(f"effective.{k}", "")) for k in grid)
-            for r in found
-        }
+        measured = {tuple(logged_options(r)[k] for k in grid) for r in found}
         for values in itertools.product(*grid.values()):
             if tuple(option_value(k, v) for k, v in zip(grid, values, strict=True)) in measured:
                 continue  # a killed report resumes its search

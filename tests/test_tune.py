@@ -10,9 +10,13 @@ import pytest
 from commands import ffnops
 from mlflow.tracking import MlflowClient
 
+from ffnops.errors import FfnopsError
+from ffnops.ffn.model_settings import INFERENCE_OPTIONS
+from ffnops.ffn.options import InferenceOptions
 from ffnops.ffn.oracle import OracleFFN
 from ffnops.sample_data import sample_path
 from ffnops.tracking.mlflow_tracking import register_model
+from ffnops.tracking.search import EFFECTIVE, logged_options
 
 LABELS = f"h5://{sample_path('fib25_crop.h5')}#labels"
 
@@ -98,3 +102,23 @@ def test_a_search_then_tune_registers_the_best_options(tmp_path: Path) -> None:
     assert check.data.metrics["eval/adapted_rand_error"] == pytest.approx(
         best.data.metrics["eval/adapted_rand_error"]
     )  # the tuned version reproduces the search's best run
+
+
+def test_a_run_older_than_an_option_is_a_trial_with_the_value_it_ran_with(tmp_path: Path) -> None:
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("search", f"{tmp_path}/artifacts")
+    defaults = InferenceOptions()
+    logged = {k: getattr(defaults, k) for k in INFERENCE_OPTIONS if k != "reflect_faces"}
+    logged["move_threshold"] = 0.8
+    older = client.create_run(experiment)
+    for key, value in logged.items():
+        client.log_param(older.info.run_id, f"{EFFECTIVE}{key}", value)
+    options = logged_options(client.get_run(older.info.run_id))
+    assert options["reflect_faces"] is False
+    assert options["move_threshold"] == 0.8
+    assert options["seed_policy"] == defaults.seed_policy
+    # A run lacking an option ffnops always logged is not an infer run.
+    other = client.create_run(experiment)
+    client.log_param(other.info.run_id, f"{EFFECTIVE}reflect_faces", "True")
+    with pytest.raises(FfnopsError, match="not an ffnops infer run"):
+        logged_options(client.get_run(other.info.run_id))

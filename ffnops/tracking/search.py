@@ -95,7 +95,9 @@ def option_value(name: str, text: str) -> Any:
         raise FfnopsError(f"logged option {EFFECTIVE}{name}={text!r} is not a value") from None
 
 
-def trial_of(run: Run, metric: str) -> Trial:
+def logged_options(run: Run) -> dict[str, Any]:
+    """The options (those a model can store) an ``ffnops infer`` run logged, as their types; an
+    option newer than the run is the value the run ran with (``ADDED_OPTIONS``)."""
     params = run.data.params
     missing = [k for k in INFERENCE_OPTIONS if f"{EFFECTIVE}{k}" not in params]
     if missing and set(missing) - set(ADDED_OPTIONS):
@@ -108,11 +110,14 @@ def trial_of(run: Run, metric: str) -> Trial:
             f"{params[f'{EFFECTIVE}seed_policy_args']}, which a model version does not store; "
             "search without it"
         )
-    options = {
+    return {
         k: option_value(k, params[f"{EFFECTIVE}{k}"]) if k not in missing else ADDED_OPTIONS[k]
         for k in INFERENCE_OPTIONS
     }
-    return Trial(run.info.run_id, options, float(run.data.metrics[metric]))
+
+
+def trial_of(run: Run, metric: str) -> Trial:
+    return Trial(run.info.run_id, logged_options(run), float(run.data.metrics[metric]))
 
 
 def find_search(
