@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import signal
 import subprocess
 import sys
@@ -91,6 +92,25 @@ def test_train_logs_and_registers_a_loadable_model(workdir: Path) -> None:
     model = load_registered_model(f"sqlite:///{workdir}/mlflow.db", "models:/ffn@champion").model
     assert isinstance(model, ConvStack3DFFNModel) and model.fov_size == (17, 17, 17)
     assert model(torch.zeros(1, 2, 17, 17, 17)).shape == (1, 1, 17, 17, 17)
+
+
+def test_a_cosine_schedule_warms_up_then_decays_to_min_lr(workdir: Path) -> None:
+    proc = ffnops(
+        "train", *QUICK, "optimizer.lr=1e-3", "trainer.max_steps=12", "trainer.log_every_n_steps=1",
+        "training.lr_schedule.name=cosine", "training.lr_schedule.warmup_steps=4",
+        "training.lr_schedule.min_lr=1e-4", "tracking.experiment_name=schedule", cwd=workdir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run,) = runs(workdir, "schedule")
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
+    history = client.get_metric_history(run.info.run_id, "lr-Adam")
+    lrs = [m.value for m in sorted(history, key=lambda m: m.step)]
+    assert len(lrs) >= 10
+    peak = int(np.argmax(lrs))
+    assert lrs[0] < 0.3e-3 and lrs[peak] == pytest.approx(1e-3, rel=0.05)
+    assert all(a < b for a, b in itertools.pairwise(lrs[: peak + 1]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[peak:]))
+    assert lrs[-1] < 0.3e-3 and lrs[-1] >= 1e-4
 
 
 def test_fine_tuning_starts_from_a_registered_model(workdir: Path) -> None:
@@ -377,6 +397,14 @@ def test_ddp_sim_trains_in_two_processes(workdir: Path) -> None:
             "tracking URI http://127.0.0.1:9 is unreachable",
         ),
         (["data.coordinates=nothing.npz"], "coordinate file not found: nothing.npz"),
+        (
+            ["training.lr_schedule.name=step"],
+            "training.lr_schedule.name='step': expected one of constant, linear, cosine",
+        ),
+        (
+            ["training.lr_schedule.warmup_steps=2"],
+            "training.lr_schedule.warmup_steps=2: expected 0 up to trainer.max_steps - 1 (1)",
+        ),
     ],
 )
 def test_bad_training_input_gives_one_line(

@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
 from ffnops.atomic import write_text
 from ffnops.config.checks import given_on_command_line, vec3_setting
@@ -32,6 +32,7 @@ from ffnops.data.coordinate_file import load_coordinates
 from ffnops.data.dataset import Dataset
 from ffnops.data.examples import Augmentation
 from ffnops.errors import FfnopsError
+from ffnops.ffn.lr_schedule import SPAN_MAX_STEPS, LRSchedule
 from ffnops.ffn.model import ConvStack3DFFNModel
 from ffnops.ffn.model_settings import ModelSettings
 from ffnops.ffn.options import InferenceOptions
@@ -141,6 +142,13 @@ def resumed_config(cfg: DictConfig, directory: Path) -> DictConfig:
             f"resume={cfg.resume} continues {directory} with its own config, and the command "
             f"line differs: {'; '.join(differ)} (only {', '.join(RESUMABLE[1:])} may change)"
         )
+    spans = OmegaConf.select(saved, "training.lr_schedule.name") in SPAN_MAX_STEPS
+    if spans and cfg.trainer.max_steps != saved.trainer.max_steps:
+        raise FfnopsError(
+            f"resume={cfg.resume}: trainer.max_steps={cfg.trainer.max_steps}, but the run's "
+            f"{saved.training.lr_schedule.name} learning-rate schedule ends at its "
+            f"trainer.max_steps={saved.trainer.max_steps}; resume with that"
+        )
     for key in RESUMABLE:
         OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
     return saved
@@ -164,6 +172,13 @@ def check_trainer(cfg: DictConfig) -> None:
         raise FfnopsError(f"training.batch_size must be at least 1, got {cfg.training.batch_size}")
     if cfg.trainer.max_steps < 1:
         raise FfnopsError(f"trainer.max_steps must be at least 1, got {cfg.trainer.max_steps}")
+    lr_schedule(cfg).check(float(cfg.optimizer.lr), int(cfg.trainer.max_steps))
+
+
+def lr_schedule(cfg: DictConfig) -> LRSchedule:
+    """``training.lr_schedule`` as its dataclass (docs/training.md, "Learning-rate schedule")."""
+    node = OmegaConf.select(cfg, "training.lr_schedule")  # None: a run saved before it existed
+    return LRSchedule(**OmegaConf.to_container(node)) if node is not None else LRSchedule()  # type: ignore[arg-type]
 
 
 def hard_examples(cfg: DictConfig, datasets: Mapping[str, Dataset]) -> HardExamples | None:
@@ -385,6 +400,8 @@ def train(cfg: DictConfig) -> None:
         shuffle_moves=cfg.training.shuffle_moves,
         move_seed=cfg.seed,
         channels_last=cfg.training.channels_last,
+        lr_schedule=lr_schedule(cfg),
+        max_steps=int(cfg.trainer.max_steps),
     )
     tracking = cfg.tracking
     data_tags = {f"ffnops.data.{n}.image": d.image for n, d in datasets.items()}
@@ -424,6 +441,7 @@ def train(cfg: DictConfig) -> None:
             checkpoints,
             last,
             StepProgressBar(),
+            LearningRateMonitor("step"),  # lr-<Optimizer> in MLflow, as Google's learning_rate
             PicturesCallback(cfg.training.log_images_every_n_steps),
             *([validation] if validation else []),
         ],

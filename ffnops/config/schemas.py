@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from ffnops.ffn.lr_schedule import LRSchedule
 from ffnops.ffn.options import InferenceOptions
 
 # Keys of ``model/`` that say how the network starts, not how it is built: the train command takes
@@ -243,6 +244,7 @@ class TrainingSettings:
     last_checkpoint_every_n_steps: int = 50  # last.ckpt, which `resume=` continues from
     log_images_every_n_steps: int = 500
     channels_last: bool = False
+    lr_schedule: LRSchedule = field(default_factory=LRSchedule)  # docs/training.md
     validation: SegmentValidationConfig = field(default_factory=SegmentValidationConfig)
 
 

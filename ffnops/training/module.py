@@ -15,8 +15,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities.types import OptimizerLRSchedulerConfig
 from torch import nn
 
+from ffnops.ffn.lr_schedule import LRSchedule
 from ffnops.ffn.training_moves import TrainingGeometry, fixed_shifts
 from ffnops.training.fov_slots import FovStepper, MaskCounts, Slot
 
@@ -37,6 +39,8 @@ class FFNTrainingModule(pl.LightningModule):
         shuffle_moves: bool = True,
         move_seed: int = 0,
         channels_last: bool = False,
+        lr_schedule: LRSchedule | None = None,
+        max_steps: int = 1,
     ) -> None:
         super().__init__()
         self.model = model
@@ -53,6 +57,8 @@ class FFNTrainingModule(pl.LightningModule):
         self._loss_steps = 0
         self.preview: dict[str, np.ndarray] | None = None
         self.channels_last = channels_last
+        self.lr_schedule = lr_schedule or LRSchedule()
+        self.max_steps = max_steps
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
 
@@ -138,8 +144,13 @@ class FFNTrainingModule(pl.LightningModule):
             self.log(f"val/{key}", value, sync_dist=True)  # equal on every rank already
         self.val_counts = MaskCounts()
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.model.parameters())
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
+        optimizer = self.optimizer_factory(self.model.parameters())
+        scheduler = self.lr_schedule.scheduler(optimizer, self.max_steps)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
 
 def _centre_slices(slot: Slot) -> dict[str, np.ndarray]:
