@@ -142,11 +142,11 @@ def resumed_config(cfg: DictConfig, directory: Path) -> DictConfig:
             f"resume={cfg.resume} continues {directory} with its own config, and the command "
             f"line differs: {'; '.join(differ)} (only {', '.join(RESUMABLE[1:])} may change)"
         )
-    spans = OmegaConf.select(saved, "training.lr_schedule.name") in SPAN_MAX_STEPS
-    if spans and cfg.trainer.max_steps != saved.trainer.max_steps:
+    schedule = lr_schedule(saved)
+    if schedule.name in SPAN_MAX_STEPS and cfg.trainer.max_steps != saved.trainer.max_steps:
         raise FfnopsError(
             f"resume={cfg.resume}: trainer.max_steps={cfg.trainer.max_steps}, but the run's "
-            f"{saved.training.lr_schedule.name} learning-rate schedule ends at its "
+            f"{schedule.name} learning-rate schedule ends at its "
             f"trainer.max_steps={saved.trainer.max_steps}; resume with that"
         )
     for key in RESUMABLE:
