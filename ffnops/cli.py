@@ -279,7 +279,7 @@ def run_command(command: Command, overrides: Sequence[str]) -> None:
             where = f"{exc.filename}: " if exc.filename else ""
             fail(f"error: {where}{exc.strerror or exc}")
         except Exception as exc:
-            refusal = _server_refusal(exc, cfg)
+            refusal = _store_refusal(exc, cfg)
             if refusal is None:
                 raise
             fail(f"error: {refusal}")
@@ -364,15 +364,18 @@ def _terminated(signum: int, frame: object) -> None:
     sys.exit(128 + signum)
 
 
-def _server_refusal(exc: Exception, cfg: object) -> str | None:
-    """A tracking server's refusal (bad credentials, no permission) as one line, else None."""
-    mlflow_exceptions = sys.modules.get("mlflow.exceptions")
-    if mlflow_exceptions is None or not isinstance(exc, mlflow_exceptions.MlflowException):
+def _store_refusal(exc: Exception, cfg: object) -> str | None:
+    """A tracking server's refusal (bad credentials, no permission) or an SQLite store locked
+    by another process, as one line; else None."""
+    if "mlflow" not in sys.modules:
         return None
-    from ffnops.tracking.mlflow_tracking import server_refusal
+    from mlflow.exceptions import MlflowException
 
-    tracking = getattr(cfg, "tracking", None)
-    return server_refusal(exc, getattr(tracking, "tracking_uri", None))
+    from ffnops.tracking.mlflow_tracking import server_refusal, store_busy
+
+    uri = getattr(getattr(cfg, "tracking", None), "tracking_uri", None)
+    refusal = server_refusal(exc, uri) if isinstance(exc, MlflowException) else None
+    return refusal or store_busy(exc, uri)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -62,6 +62,26 @@ class OutputLock:
         except FileNotFoundError:
             return 0.0
 
+    def _stale(self, owner: dict[str, object]) -> bool:
+        pid = owner.get("pid")
+        if owner.get("host") == socket.gethostname() and isinstance(pid, int):
+            return not pid_alive(pid)
+        return not owner and self._age() > UNREADABLE_STALE_S
+
+    def _refusal(self, owner: dict[str, object]) -> FfnopsError:
+        return FfnopsError(
+            f"{self.what} is being written by another ffnops process (PID {owner.get('pid')} on "
+            f"{owner.get('host')}, lock {self.path}); wait for it, or delete the lock if that "
+            "process is gone"
+        )
+
+    def check(self) -> None:
+        """Refuses, as :meth:`acquire` would, if another live process holds the lock; takes
+        nothing (a command checks this first, and acquires only when its other checks pass)."""
+        owner = self._owner()
+        if owner is not None and not self._stale(owner):
+            raise self._refusal(owner)
+
     def acquire(self) -> OutputLock:
         folder = self.path.parent
         while not folder.exists():
@@ -79,16 +99,10 @@ class OutputLock:
                 owner = self._owner()
                 if owner is None:
                     continue  # released meanwhile
-                pid, host = owner.get("pid"), owner.get("host")
-                dead = host == me["host"] and isinstance(pid, int) and not pid_alive(pid)
-                if dead or (not owner and self._age() > UNREADABLE_STALE_S):
-                    self.path.unlink(missing_ok=True)  # stale: its process is gone
+                if self._stale(owner):
+                    self.path.unlink(missing_ok=True)  # its process is gone
                     continue
-                raise FfnopsError(
-                    f"{self.what} is being written by another ffnops process (PID {pid} on "
-                    f"{host}, lock {self.path}); wait for it, or delete the lock if that process "
-                    "is gone"
-                ) from None
+                raise self._refusal(owner) from None
             except OSError as exc:
                 raise FfnopsError(f"cannot create {self.path}: {exc.strerror}") from None
             try:

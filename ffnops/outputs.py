@@ -106,6 +106,14 @@ def refuse_existing_output(uri: str, path: Path | None, overwrite: bool) -> None
     raise VolumeExistsError(f"output {uri} already exists; pass overwrite=true to replace it")
 
 
+def refuse_busy_output(uri: str) -> None:
+    """(3) above, without taking the lock: a command calls this before its slow checks (a model
+    to load, an image to read), so a second identical command is refused in a moment."""
+    path = local_output_path(uri)
+    if path is not None:
+        OutputLock(path, f"output {uri}").check()
+
+
 @contextmanager
 def claim_output(
     uri: str, overwrite: bool, nbytes: int, spec: VolumeSpec | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -348,3 +349,19 @@ def test_the_battery_is_large_enough() -> None:
     cases = [INFO, CONVERT, INFER_CASES, BLOCKWISE, EVALUATE, TRAIN, IMPORT, DATA_PREP, TRACKING]
     cases.append(PIPELINES)
     assert sum(map(len, cases)) >= 40
+
+
+def test_a_store_locked_by_another_process_is_one_line(
+    ws: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A store another process holds locked past SQLite's wait is named, not a traceback."""
+    shutil.copy(ws / "mlflow.db", ws / "locked.db")
+    holder = sqlite3.connect(ws / "locked.db")
+    holder.execute("BEGIN EXCLUSIVE")  # as a command stopped mid-write holds it
+    try:
+        args = ["models", "google", "tracking.tracking_uri=sqlite:///{ws}/locked.db"]
+        check(ws, capfd, args, "tracking store sqlite:///{ws}/locked.db is locked by another")
+    finally:
+        holder.rollback()
+        holder.close()
+        (ws / "locked.db").unlink()

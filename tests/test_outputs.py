@@ -14,7 +14,7 @@ import pytest
 
 from ffnops.errors import FfnopsError
 from ffnops.locks import OutputLock, lock_path, process_folder
-from ffnops.outputs import claim_output, local_output_path
+from ffnops.outputs import claim_output, local_output_path, refuse_busy_output
 from ffnops.processes import pid_alive
 from ffnops.volumes import write_array
 
@@ -53,10 +53,16 @@ def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(tmp_path: Pat
         assert f"output seg.zarr is being written by another ffnops process (PID {os.getpid()}" in (
             message
         )
+        # The early check refuses the same way, and takes nothing.
+        with pytest.raises(FfnopsError, match="being written by another ffnops process"):
+            refuse_busy_output(f"zarr://{output}")
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
     # Released: the lock and the folder made for it are gone.
     assert not lock_path(output).exists() and not (tmp_path / "out").exists()
     lock_path(output).parent.mkdir()
     lock_path(output).write_text(json.dumps({"pid": dead_pid(), "host": os.uname().nodename}))
+    refuse_busy_output(f"zarr://{output}")  # a stale lock does not refuse, and stays for acquire
+    assert lock_path(output).exists()
     with OutputLock(output) as lock:
         assert json.loads(lock.path.read_text())["pid"] == os.getpid()
     assert not lock_path(output).exists()

@@ -48,7 +48,7 @@ from ffnops.inference.runner import (
     read_image,
     segment_box,
 )
-from ffnops.outputs import claim_output
+from ffnops.outputs import claim_output, refuse_busy_output
 from ffnops.processes import default_sigterm
 from ffnops.tracking.inference_run import (
     BlockMetrics,
@@ -160,6 +160,7 @@ def box_request(cfg: DictConfig, registered: RegisteredModel, device: DeviceSett
 
 
 def run(cfg: DictConfig) -> None:
+    refuse_busy_output(cfg.output)  # before the slow checks; claimed after them
     check_tracking_uri(cfg.tracking.tracking_uri)
     config: ExecutorConfig = OmegaConf.to_object(cfg.executor)  # type: ignore[assignment]
     executor = make_executor(config)

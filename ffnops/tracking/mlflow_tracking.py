@@ -35,6 +35,9 @@ from ffnops.ffn.networks import FORMAT, save_network
 MLFLOW_PARENT_RUN_ID = "mlflow.parentRunId"  # what the MLflow UI nests child runs by
 MODEL_ARTIFACT = "model"  # the run's artifact folder a registered version points at
 MODEL_FORMAT_TAG = "ffnops.model_format"  # version tag: how the version's files are stored
+# How long a command waits for an SQLite store another process is writing: Python's sqlite3
+# default, which is also what MLflow's own connections wait.
+SQLITE_BUSY_S = 5.0
 
 
 def check_tracking_uri(uri: str) -> None:
@@ -65,7 +68,7 @@ def check_sqlite_store(uri: str, path: Path) -> None:
                 header = f.read(16)
             if header != b"SQLite format 3\x00":
                 raise sqlite3.DatabaseError("file is not a database")
-            with closing(sqlite3.connect(path, timeout=60)) as db:
+            with closing(sqlite3.connect(path, timeout=SQLITE_BUSY_S)) as db:
                 db.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
         except sqlite3.OperationalError:
             pass  # busy or locked by another command (a store in use is not a corrupt one)
@@ -105,6 +108,23 @@ def server_refusal(exc: MlflowException, uri: str | None) -> str | None:
             f"{where} refused user {user!r} permission{what}: ask a user with MANAGE on the "
             "experiment or registered model (or the admin) for EDIT (docs/team.md, Permissions)"
         )
+    return None
+
+
+def store_busy(exc: BaseException, uri: str | None) -> str | None:
+    """One line for an SQLite store another process holds locked longer than SQLite waits
+    (``database is locked``), or None if ``exc`` is another error."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, sqlite3.OperationalError) and "locked" in str(cause):
+            return (
+                f"tracking store {uri or 'sqlite'} is locked by another process (SQLite waited "
+                f"{SQLITE_BUSY_S:.0f} s); run again when it is done, or share one MLflow server "
+                "between commands that run at once (`ffnops server`, docs/team.md)"
+            )
+        cause = getattr(cause, "orig", None) or cause.__cause__ or cause.__context__
     return None
 
 
