@@ -124,7 +124,7 @@ def store_busy(exc: BaseException, uri: str | None) -> str | None:
                 f"{SQLITE_BUSY_S:.0f} s); run again when it is done, or share one MLflow server "
                 "between commands that run at once (`ffnops server`, docs/team.md)"
             )
-        cause = getattr(cause, "orig", None) or cause.__cause__ or cause.__context__
+        cause = cause.__cause__ or cause.__context__  # SQLAlchemy raises from the sqlite3 error
     return None
 
 
