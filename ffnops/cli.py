@@ -171,6 +171,7 @@ def config_search_path() -> list[str]:
 
 _OVERRIDE = re.compile(r"^(?P<key>[+~]{0,2}[\w.\-/@]+)=(?P<value>[^'\"{}]*)$")
 _BBOX = re.compile(r"^\s*\d+:\d+\s*,\s*\d+:\d+\s*,\s*\d+:\d+\s*$")
+_LIST_OVERRIDE = re.compile(r"^[+~]{0,2}[A-Za-z_][\w.\-/@]*=")  # not an option (--key=value)
 _BOX_KEY = re.compile(r"(^|[._])(bbox|\w+_box)$")
 
 
@@ -180,10 +181,11 @@ def _quote(value: str) -> str:
 
 def list_items(inner: str) -> list[str]:
     """The items of a list's text. In a list of overrides, a piece without '=' continues the
-    override before it: ``[bbox=0:8,0:8,0:8,seed=1]`` is two items."""
+    override before it: ``[bbox=0:8,0:8,0:8,seed=1]`` is two items. A command's option is not an
+    override: ``[srun,--gres=gpu:1,-p,gpu]`` is four items."""
     items: list[str] = []
     for piece in (p.strip() for p in inner.split(",")):
-        if items and "=" in items[-1] and "=" not in piece:
+        if items and _LIST_OVERRIDE.match(items[-1]) and "=" not in piece:
             items[-1] += "," + piece
         else:
             items.append(piece)

@@ -11,7 +11,7 @@ scheduler with the ``ffnops_executor_names``/``ffnops_make_executor`` hooks.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -61,6 +61,11 @@ class Executor(ABC):
     @abstractmethod
     def run(self, task: BlockTask, on_progress: OnProgress) -> TaskProgress:
         """Runs every block of ``task`` not yet done; raises FfnopsError if any fails for good."""
+
+    def check_workers(self, shared: Mapping[str, Path]) -> None:  # noqa: B027 - optional hook
+        """Before any work: that the workers this executor starts start, and see the folders
+        of ``shared`` (the key a user changes -> the folder); raises FfnopsError with one line
+        naming the key if not. Executors that run blocks on this machine have nothing to check."""
 
 
 def executor_names() -> list[str]:

@@ -12,17 +12,25 @@ canvases share network calls. A worker that dies mid-block loses it to another w
 On a cluster, ``executor.worker_command`` (e.g. ``[srun, --gres=gpu:1, -p, gpu]`` or
 ``[bsub, -K, -q, gpu]``) runs each worker through the scheduler of the cluster: the worker
 process started by daisy runs ``WORKER_COMMAND python -m ffnops_plugins.daisy_executor TASK``,
-which connects back to the scheduler at ``executor.scheduler_host`` with daisy's
-``DAISY_CONTEXT`` from its environment (``srun``/``bsub`` pass the environment on by default).
+which connects back to the scheduler at ``executor.scheduler_host`` (by default this machine's
+name; 127.0.0.1 for workers on this machine) with daisy's ``DAISY_CONTEXT`` from its
+environment (``srun``/``bsub`` pass the environment on by default). Before any work, one worker
+started the same way must start, reach that address and see the job's folders
+(:mod:`ffnops.worker_check`). Each worker logs the blocks it takes, with its node and cluster
+job, to the job's ``daisy_logs/``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+import shutil
+import socket
 import subprocess
 import sys
 import warnings
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -33,6 +41,10 @@ from ffnops.blocks import Block
 from ffnops.config.schemas import ExecutorConfig
 from ffnops.errors import FfnopsError
 from ffnops.executor import BlockTask, Executor, OnProgress, TaskProgress
+from ffnops.worker_check import bindable, check_worker_start
+
+# Where a worker says which cluster job it is (the job a user would scancel or bkill).
+JOB_ID_VARIABLES = ("SLURM_JOB_ID", "LSB_JOBID", "PBS_JOBID", "JOB_ID")
 
 
 def _daisy() -> Any:
@@ -68,13 +80,32 @@ def work(task: BlockTask) -> None:
                 held.append(block)
             if not held:
                 return
-            task.process(_blocks_of(task, held))
+            blocks = _blocks_of(task, held)
+            print(f"{worker_name()}: {task.name} blocks {[b.index for b in blocks]}", flush=True)
+            task.process(blocks)
+
+
+def worker_name() -> str:
+    """This worker as its log names it: node, process and cluster job, if any."""
+    jobs = [f"job {os.environ[v]}" for v in JOB_ID_VARIABLES if os.environ.get(v)]
+    return ", ".join([f"worker on {socket.gethostname()}", f"pid {os.getpid()}", *jobs[:1]])
 
 
 def work_through(command: list[str], task_file: Path) -> None:
     """A worker started through the cluster's scheduler (``executor.worker_command``)."""
     run = [*command, sys.executable, "-m", "ffnops_plugins.daisy_executor", str(task_file)]
-    subprocess.run(run, check=True)
+    status = subprocess.run(run).returncode
+    if status != 0:
+        # The blocks this worker held go back to the scheduler (executor.max_retries).
+        raise FfnopsError(f"the worker started by {command[0]} ended with status {status}")
+
+
+def scheduler_host(config: ExecutorConfig) -> str:
+    """Where workers reach the scheduler: ``executor.scheduler_host``, else this machine's name
+    for workers started through ``worker_command`` and 127.0.0.1 for workers started here."""
+    if config.scheduler_host:
+        return config.scheduler_host
+    return socket.gethostname() if config.worker_command else "127.0.0.1"
 
 
 def is_done(task: BlockTask, daisy_block: Any) -> bool:
@@ -120,6 +151,29 @@ class DaisyExecutor(Executor):
                 f"executor.block_timeout_s must be positive seconds or null (no limit), got "
                 f"{config.block_timeout_s}"
             )
+        if not config.worker_start_timeout_s > 0:
+            raise FfnopsError(
+                "executor.worker_start_timeout_s must be positive seconds, got "
+                f"{config.worker_start_timeout_s}"
+            )
+        command = list(config.worker_command)
+        if command and shutil.which(command[0]) is None:
+            raise FfnopsError(
+                f"executor.worker_command={command}: {command[0]!r} is not a command on PATH "
+                "(the cluster's launcher, e.g. srun or bsub, must be installed on this node)"
+            )
+        self.host = scheduler_host(config)
+        bindable(self.host)
+
+    def check_workers(self, shared: Mapping[str, Path]) -> None:
+        """Workers on this machine share its filesystem; a cluster's are checked by starting
+        one (:mod:`ffnops.worker_check`)."""
+        command: Sequence[str] = self.config.worker_command
+        if command:
+            found = check_worker_start(
+                command, self.host, shared, self.config.worker_start_timeout_s
+            )
+            print(f"worker check: a worker on {found.node} answered in {found.seconds:.1f} s")
 
     def run(self, task: BlockTask, on_progress: OnProgress) -> TaskProgress:
         daisy = _daisy()
@@ -160,7 +214,7 @@ class DaisyExecutor(Executor):
             progress=observer,
             return_states=True,
             summary=False,
-            host=config.scheduler_host,
+            host=self.host,
         )
         state = states[task.name]
         if state.completed_count != state.total_block_count:

@@ -203,6 +203,11 @@ BLOCKWISE: list[Case] = [
     ("negative retries", [*DAISY, "executor.max_retries=-1"], "executor.max_retries must be >= 0"),
     ("unknown stitch fraction", [*DAISY, "executor.stitch_fraction_of=larger"], "must be one of smaller, each, got 'larger'"),
     ("stitch fraction above 1", [*DAISY, "executor.stitch_min_fraction=1.5"], "executor.stitch_min_fraction must be in [0, 1)"),
+    ("worker command not found", [*DAISY, "executor.worker_command=[srun-not-installed,-n1]"], "executor.worker_command=['srun-not-installed', '-n1']: 'srun-not-installed' is not a command on PATH"),
+    ("scheduler address of another machine", [*DAISY, "executor.scheduler_host=192.0.2.1"], "executor.scheduler_host=192.0.2.1: not an address of this machine"),
+    ("worker start timeout 0", [*DAISY, "executor.worker_start_timeout_s=0"], "executor.worker_start_timeout_s must be positive"),
+    ("worker command that fails", [*DAISY, "executor.worker_command=[sh,-c,'echo srun: error: invalid partition specified >&2; exit 1']"], "the worker it started exited with status 1 before it answered: srun: error: invalid partition specified"),
+    ("no worker within the limit", [*DAISY, "executor.worker_command=[sh,-c,'sleep 60']", "executor.worker_start_timeout_s=1"], "executor.worker_start_timeout_s=1: no worker started within 1 s"),
     ("batching one canvas", [*INFER, "executor.batch_size=4"], "set executor.block_size"),
     ("keeping blocks of one canvas", [*INFER, "executor.keep_blocks=true"], "executor.keep_blocks=true keeps"),
 ]  # fmt: skip

@@ -15,32 +15,15 @@ import numpy as np
 import pytest
 from commands import ffnops as run_ffnops
 from mlflow.tracking import MlflowClient
+from oracle import register_oracle
 from skimage.metrics import adapted_rand_error
 
-from ffnops.ffn.oracle import OracleFFN
 from ffnops.sample_data.synthetic import synthetic_volume
-from ffnops.tracking.mlflow_tracking import register_model
 from ffnops.volumes import open_volume, write_array
 
 SHAPE = (96, 96, 96)
 BLOCK = "[32,32,32]"  # 3 x 3 x 3 blocks
 ffnops = partial(run_ffnops, timeout=900)
-
-
-def register_oracle(path: Path) -> str:
-    """A sqlite store in ``path`` holding the oracle (FOV 17, deltas 4) as
-    models:/oracle@truth; returns its URI."""
-    uri = f"sqlite:///{path}/mlflow.db"
-    client = MlflowClient(tracking_uri=uri)
-    run = client.create_run(client.create_experiment("models", f"{path}/artifacts"))
-    settings = {
-        "fov_size": [17, 17, 17],
-        "deltas": [4, 4, 4],
-        "image_mean": 0.0,
-        "image_stddev": 1.0,
-    }
-    register_model(uri, run.info.run_id, OracleFFN(17, 4), "oracle", settings, alias="truth")
-    return uri
 
 
 @pytest.fixture(scope="module")

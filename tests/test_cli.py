@@ -150,6 +150,10 @@ def test_values_hydra_would_misread_are_quoted() -> None:
     assert quote_values(["train.overrides=[data.volumes.a.bbox=0:8,0:8,0:8,seed=1]"]) == [
         "train.overrides=['data.volumes.a.bbox=0:8,0:8,0:8','seed=1']"
     ]
+    # a cluster launcher's options, each its own item (executor.worker_command)
+    assert quote_values(["executor.worker_command=[srun,--gres=gpu:1,-p,gpu,--ntasks=1]"]) == [
+        "executor.worker_command=[srun,'--gres=gpu:1',-p,gpu,'--ntasks=1']"
+    ]
     nested = ["x=[[a=1,b],c]", "x=[a=1],[b=2]"]  # left to Hydra, which names what is wrong
     assert quote_values(nested) == nested
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ffnops.atomic import nearest_existing
 from ffnops.blocks import BlockLayout
 from ffnops.commands.scoring import (
     ScoringPlan,
@@ -48,7 +49,7 @@ from ffnops.inference.runner import (
     read_image,
     segment_box,
 )
-from ffnops.outputs import claim_output, refuse_busy_output
+from ffnops.outputs import claim_output, local_output_path, refuse_busy_output
 from ffnops.processes import default_sigterm
 from ffnops.tracking.inference_run import (
     BlockMetrics,
@@ -170,7 +171,9 @@ def run(cfg: DictConfig) -> None:
     with open_volume(cfg.image) as volume:
         scored = plan_scoring(cfg, request.box, volume.offset, volume.voxel_size)
     blockwise = executor.blockwise or config.block_size is not None
-    if not blockwise:
+    if blockwise:
+        executor.check_workers(shared_folders(cfg))
+    else:
         refuse_one_canvas_options(config)
         box_image = read_image(request, request.box)  # intensities checked (blocks check theirs)
     # Last of the checks: held while the work runs, so a second identical command is refused.
@@ -182,6 +185,16 @@ def run(cfg: DictConfig) -> None:
             infer_blockwise(cfg, registered, request, executor, config, scored)
         else:
             infer_one_canvas(cfg, registered, request, scored, box_image)
+
+
+def shared_folders(cfg: DictConfig) -> dict[str, Path]:
+    """The folders every worker of a blockwise job writes in, by the key that sets each: the
+    job's (under ``paths.output_dir``) and a local output's, where they exist so far."""
+    folders = {"paths.output_dir": nearest_existing(Path(cfg.paths.output_dir).absolute())}
+    path = local_output_path(cfg.output)
+    if path is not None:
+        folders["output"] = nearest_existing(path.parent)
+    return folders
 
 
 def refuse_one_canvas_options(config: ExecutorConfig) -> None:

@@ -117,7 +117,10 @@ class ExecutorConfig:
     max_retries: int = 2  # a block whose worker died or failed is tried again this often
     block_timeout_s: float | None = None  # a block running longer is retried (None: no limit)
     worker_command: list[str] = field(default_factory=list)  # e.g. [srun, --gres=gpu:1]
-    scheduler_host: str = "127.0.0.1"  # where workers reach the scheduler (a cluster: this node)
+    # Where workers reach the scheduler; None: this machine's name for workers started through
+    # worker_command, else 127.0.0.1 (the scheduler private to this machine).
+    scheduler_host: str | None = None
+    worker_start_timeout_s: float = 600.0  # the first worker through worker_command must answer
     stitch_min_voxels: int = 100
     stitch_min_fraction: float = 0.5
     stitch_fraction_of: str = "smaller"  # of the smaller fragment's voxels, or "each" one's
