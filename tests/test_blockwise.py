@@ -267,11 +267,12 @@ def test_a_killed_worker_is_replaced_and_the_result_is_identical(
 
 @pytest.mark.slow  # about 90 s; benchmarks/blockwise.py --part memory measures the same
 def test_a_workers_memory_does_not_grow_with_the_volume(tmp_path: Path) -> None:
-    """Same 64^3 blocks over a 128^3 and a 256^3 volume: a worker that read the whole volume
-    would hold 256^3 float32 (64 MiB) more for the image alone, plus the canvas's arrays."""
+    """Same 64^3 blocks over a 128^3 and a 256^3 volume: a worker (or the scheduler) that read
+    the whole volume would hold 256^3 float32 (64 MiB) more for the image alone, plus the
+    canvas's arrays."""
     uri = register_oracle(tmp_path)
     client = MlflowClient(tracking_uri=uri)
-    peaks = {}
+    peaks, schedulers = {}, {}
     for size in (128, 256):
         labels = np.zeros((size,) * 3, np.uint32)
         labels[40:90, 40:90, 40:90] = 1  # one object; the rest background (cheap seeds)
@@ -297,7 +298,9 @@ def test_a_workers_memory_does_not_grow_with_the_volume(tmp_path: Path) -> None:
             f"attributes.run_name = 'v{size}'",
         )
         peaks[size] = found.data.metrics["peak_rss_mb_per_worker"]
+        schedulers[size] = found.data.metrics["peak_rss_mb_scheduler"]
     assert peaks[256] < peaks[128] + 32, peaks
+    assert schedulers[256] < schedulers[128] + 64, schedulers  # it holds no block either
 
 
 # The bad blockwise inputs (block smaller than the FOV, overlap, workers, single-writer formats,
@@ -323,8 +326,9 @@ def test_workers_started_through_a_spawn_command_give_the_same_result(
     proc = ffnops(*infer_args(world, "spawned.zarr", *extra), cwd=path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     np.testing.assert_array_equal(read(world, "spawned.zarr"), stitched)
-    lines = log.read_text().splitlines()
-    assert len(lines) >= 3 and all("-m ffnops_plugins.daisy_executor" in x for x in lines)
+    check, *workers = log.read_text().splitlines()
+    assert "-m ffnops.worker_check" in check  # one worker started before any work
+    assert len(workers) >= 3 and all("-m ffnops_plugins.daisy_executor" in x for x in workers)
 
 
 @pytest.mark.slow  # about 85 s; test_stitching.py tests the rules themselves by default

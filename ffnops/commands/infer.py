@@ -39,7 +39,13 @@ from ffnops.errors import FfnopsError
 from ffnops.executor import Executor, TaskProgress, make_executor
 from ffnops.ffn.geometry import as_vec3
 from ffnops.ffn.options import InferenceOptions
-from ffnops.inference.blockwise import BlockwiseJob, StitchRule, clear_work, run_blockwise
+from ffnops.inference.blockwise import (
+    BlockwiseJob,
+    StitchRule,
+    clear_work,
+    peak_rss_mb,
+    run_blockwise,
+)
 from ffnops.inference.progress import BlockProgress
 from ffnops.inference.request import BoxRequest, DeviceSettings
 from ffnops.inference.runner import (
@@ -418,6 +424,8 @@ def infer_blockwise(
                 part = np.asarray(labels.read(scored.part.in_box))
                 evaluation, truth = score_box(cfg, scored, part, labels.offset)
                 publish_evaluation(cfg, evaluation, truth, run_id, title, labels.voxel_size)
+        # This process: the scheduler, the numbering of objects, the picture and the viewer's copy.
+        mlflow.log_metric("peak_rss_mb_scheduler", peak_rss_mb())
     clear_work(job, config.keep_blocks)
     if config.keep_blocks:
         print(f"kept the segmented blocks in {job.workdir / 'blocks'} (executor.keep_blocks)")

@@ -126,7 +126,8 @@ def _save_npz(path: Path, **arrays: Any) -> None:
     os.replace(tmp, path)
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (MB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
@@ -179,7 +180,7 @@ def segment_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
             counters=np.asarray(json.dumps(canvas.counters.as_dict())),
             boxes=np.asarray(json.dumps([str(block.read), str(block.write)])),
             seconds=np.asarray(seconds / len(blocks)),
-            peak_rss_mb=np.asarray(_peak_rss_mb()),
+            peak_rss_mb=np.asarray(peak_rss_mb()),
         )
 
 
