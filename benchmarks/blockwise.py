@@ -48,10 +48,11 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import numpy.typing as npt
 import torch
-from datasets import FIB25_IMAGE, GOOGLE_SEGMENTATION, need
+from datasets import FIB25_IMAGE, FIB25_LABELS, GOOGLE_SEGMENTATION, need
 from ffnops_pipelines.steps import FFNOPS
 from machine import cpu_model, library_versions, load_average
 from mlflow.tracking import MlflowClient
@@ -102,6 +103,12 @@ def infer(workdir: Path, name: str, model: str, image: str, *overrides: str) -> 
             f"tracking.run_name={name}", "viewer.publish=false", *overrides,
         )  # fmt: skip
         times_file.write_text(json.dumps(times, indent=1))
+    return {**run_metrics(workdir, name), "wall_s": times.get(name, float("nan"))}
+
+
+def run_metrics(workdir: Path, name: str) -> dict[str, float]:
+    """The latest finished inference run named ``name``: its metrics, with ``run_s`` (the
+    MLflow run's own time: the inference itself)."""
     client = MlflowClient(tracking_uri=store(workdir))
     experiment = client.get_experiment_by_name("inference")
     assert experiment is not None, "no inference experiment in the store"
@@ -112,7 +119,7 @@ def infer(workdir: Path, name: str, model: str, image: str, *overrides: str) -> 
         max_results=1,
     )
     run_s = (run.info.end_time - run.info.start_time) / 1000
-    return {**run.data.metrics, "wall_s": times.get(name, float("nan")), "run_s": run_s}
+    return {**run.data.metrics, "run_s": run_s}
 
 
 def read(workdir: Path, name: str) -> npt.NDArray[np.int64]:
@@ -159,20 +166,21 @@ def agreement(name: str, reference: npt.NDArray[np.int64], test: npt.NDArray[np.
 
 
 def face_objects(
-    local: npt.NDArray[np.int64], blockwise: npt.NDArray[np.int64], block: list[int]
-) -> None:
-    """Of the one-canvas objects whose voxels span more than one block: how many are split or
-    merged in the blockwise result (5 % of an object; merges with objects of >= 1000 voxels)."""
-    cells = [np.arange(n) // b for n, b in zip(local.shape, block, strict=True)]
+    reference: npt.NDArray[np.int64], test: npt.NDArray[np.int64], block: list[int]
+) -> tuple[int, int, int]:
+    """Of the reference objects whose voxels span more than one block: how many, and how many
+    are split (> 1 test id of >= 5 % each) or merged (their main test id also holds >= 5 % of
+    another reference object of >= 1000 voxels) in ``test``."""
+    cells = [np.arange(n) // b for n, b in zip(reference.shape, block, strict=True)]
     grid = [int(c[-1]) + 1 for c in cells]
     z, y, x = np.meshgrid(*cells, indexing="ij", sparse=True)
     block_of = (z * grid[1] + y) * grid[2] + x
-    inside = local > 0
-    pairs = np.unique(local[inside] << 20 | np.broadcast_to(block_of, local.shape)[inside])
+    inside = reference > 0
+    pairs = np.unique(reference[inside] << 20 | np.broadcast_to(block_of, reference.shape)[inside])
     ids, spans = np.unique(pairs >> 20, return_counts=True)
     crossing = ids[spans > 1]
-    size = np.bincount(local.ravel())
-    keys, shared = np.unique(local.ravel() << 32 | blockwise.ravel(), return_counts=True)
+    size = np.bincount(reference.ravel())
+    keys, shared = np.unique(reference.ravel() << 32 | test.ravel(), return_counts=True)
     ours, theirs = keys >> 32, keys & 0xFFFFFFFF
     split = merged = 0
     for obj in crossing.tolist():
@@ -184,18 +192,38 @@ def face_objects(
         other = (theirs == main) & (ours != obj) & (ours > 0)
         big = size[ours[other]] >= 1000
         merged += int((shared[other][big] >= 0.05 * size[ours[other]][big]).any())
-    print(
-        f"one-canvas objects crossing a block face: {len(crossing)} of {len(ids)}; "
-        f"split {split}, merged {merged} (target 0 and 0)"
+    return len(crossing), split, merged
+
+
+def face_line(name: str, counts: tuple[int, int, int], objects: int) -> str:
+    crossing, split, merged = counts
+    return (
+        f"{name}: {crossing} of {objects} objects cross a block face; split {split}, merged "
+        f"{merged} ({100 * merged / max(crossing, 1):.0f} %)"
     )
 
 
-STITCH_RULES = {  # name: the stitch overrides (the first is the default rule)
-    "smaller_0.5": ("executor.stitch_fraction_of=smaller", "executor.stitch_min_fraction=0.5"),
-    "smaller_0.8": ("executor.stitch_fraction_of=smaller", "executor.stitch_min_fraction=0.8"),
-    "each_0.5": ("executor.stitch_fraction_of=each", "executor.stitch_min_fraction=0.5"),
-    "each_0.3": ("executor.stitch_fraction_of=each", "executor.stitch_min_fraction=0.3"),
+# name: the stitch overrides; "join" is the rule before disputed boundaries were decided by
+# their owner, "owner" today's default (docs/inference.md, "Stitching").
+STITCH_RULES = {
+    "smaller_0.5_join": ("executor.stitch_fraction_of=smaller", "executor.stitch_disputes=join"),
+    "each_0.5_join": ("executor.stitch_fraction_of=each", "executor.stitch_disputes=join"),
+    "smaller_0.5_owner": ("executor.stitch_fraction_of=smaller", "executor.stitch_disputes=owner"),
+    "each_0.5_owner": ("executor.stitch_fraction_of=each", "executor.stitch_disputes=owner"),
 }
+
+
+def labelled(box: BBox) -> npt.NDArray[np.int64] | None:
+    """The neuron labels inside ``box`` (only z < 175 is labelled), or None without them."""
+    if not FIB25_LABELS.exists():
+        return None
+    with h5py.File(FIB25_LABELS, "r") as f:
+        stack = f["stack"]
+        z1 = min(box.stop[0], stack.shape[0])
+        if z1 <= box.start[0]:
+            return None
+        (z0, y0, x0), (_, y1, x1) = box.start, box.stop
+        return np.asarray(stack[z0:z1, y0:y1, x0:x1]).astype(np.int64)
 
 
 def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
@@ -248,6 +276,11 @@ def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
     local = read(workdir, f"quality_{tag}_local") if "local" in runs else google
     assert local is not None
     reference = "one canvas" if "local" in runs else "Google's npz"
+    labels = labelled(box)
+    if labels is not None:  # how often one canvas itself splits and merges the labelled neurons
+        part = local[: len(labels)]
+        agreement("one canvas vs labels", labels, part)
+        print(face_line("one canvas vs labels", face_objects(labels, part, block), n_ids(labels)))
     # Each stitch rule on the same segmented blocks (kept): only matching and relabelling run,
     # into the blockwise output again (the job's folder is keyed by its output).
     for rule, overrides in STITCH_RULES.items():
@@ -256,14 +289,27 @@ def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
             f"output=zarr://{workdir / blockwise_name}.zarr", "overwrite=true",
             f"tracking.run_name={blockwise_name}_{rule}", "viewer.publish=false", *overrides,
         )  # fmt: skip
-        print(f"\n### stitch rule {rule} ({' '.join(overrides)}): restitched in {seconds:.0f} s")
         result = read(workdir, blockwise_name)
+        restitched = run_metrics(workdir, f"{blockwise_name}_{rule}")
+        print(
+            f"\n### stitch rule {rule} ({' '.join(overrides)}): restitched in {seconds:.0f} s, "
+            f"{int(restitched['stitch_links'])} links, "
+            f"{int(restitched.get('stitch_links_dropped', 0))} dropped by disputes"
+        )
         agreement(f"blockwise vs {reference}", local, result)
-        face_objects(local, result, block)
+        print(face_line(f"vs {reference}", face_objects(local, result, block), n_ids(local)))
+        if labels is not None:
+            part = result[: len(labels)]
+            agreement("blockwise vs labels", labels, part)
+            print(face_line("vs labels", face_objects(labels, part, block), n_ids(labels)))
         if google is not None and "local" in runs:
             agreement("blockwise vs Google's npz", google, result)
     if google is not None and "local" in runs:
         agreement("one canvas vs Google's npz", google, local)
+
+
+def n_ids(labels: npt.NDArray[np.int64]) -> int:
+    return len(np.unique(labels[labels > 0]))
 
 
 # ---- scaling ------------------------------------------------------------------------------------

@@ -203,6 +203,7 @@ BLOCKWISE: list[Case] = [
     ("negative retries", [*DAISY, "executor.max_retries=-1"], "executor.max_retries must be >= 0"),
     ("unknown stitch fraction", [*DAISY, "executor.stitch_fraction_of=larger"], "must be one of smaller, each, got 'larger'"),
     ("stitch fraction above 1", [*DAISY, "executor.stitch_min_fraction=1.5"], "executor.stitch_min_fraction must be in [0, 1)"),
+    ("unknown stitch disputes", [*DAISY, "executor.stitch_disputes=vote"], "executor.stitch_disputes must be one of owner, join, got 'vote'"),
     ("worker command not found", [*DAISY, "executor.worker_command=[srun-not-installed,-n1]"], "executor.worker_command=['srun-not-installed', '-n1']: 'srun-not-installed' is not a command on PATH"),
     ("scheduler address of another machine", [*DAISY, "executor.scheduler_host=192.0.2.1"], "executor.scheduler_host=192.0.2.1: not an address of this machine"),
     ("worker start timeout 0", [*DAISY, "executor.worker_start_timeout_s=0"], "executor.worker_start_timeout_s must be positive"),

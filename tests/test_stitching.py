@@ -16,7 +16,7 @@ from ffnops.executor import BlockTask, Executor, OnProgress, TaskProgress, make_
 from ffnops.ffn.model_settings import ModelSettings
 from ffnops.ffn.options import InferenceOptions
 from ffnops.ffn.oracle import OracleFFN
-from ffnops.ffn.stitching import count_overlaps, fragment_keys, global_ids, links
+from ffnops.ffn.stitching import count_overlaps, fragment_keys, global_ids, link_blocks, links
 from ffnops.inference.blockwise import BlockwiseJob, run_blockwise
 from ffnops.inference.request import BoxRequest
 from ffnops.plugins import get_plugins
@@ -94,6 +94,49 @@ def test_the_stitching_rule_links_fragments_that_lie_mostly_in_one_another() -> 
         == by[int(fragment_keys(5, np.array([9]))[0])]
         == two
     )
+
+
+def _linked(a: np.ndarray, b: np.ndarray, owner: np.ndarray, disputes: str) -> set:
+    found = link_blocks(
+        fragment_keys(0, a), fragment_keys(5, b), owner, 10, 0.5, "smaller", disputes
+    )
+    return {(int(x) & 0xFFFF, int(y) & 0xFFFF) for x, y in found.pairs}
+
+
+def _owned_below(z: int) -> np.ndarray:
+    """A shared region of 10^3 whose planes below ``z`` are block A's write box, the rest B's."""
+    owner = np.full((10, 10, 10), 2, np.int8)
+    owner[:z] = 1
+    return owner
+
+
+def test_a_boundary_two_blocks_dispute_is_decided_by_the_block_that_owns_it() -> None:
+    # B separates 7 (y < 5) from 8 (y >= 5) everywhere; A separates its 1 from its 2 only in
+    # its own write box (z < 3) and lets 1 flood across in B's (z >= 3): a leak near A's edge.
+    a = np.ones((10, 10, 10), np.uint32)
+    a[:3, :, 5:] = 2
+    b = np.full((10, 10, 10), 7, np.uint32)
+    b[:, :, 5:] = 8
+    owner = _owned_below(3)
+    # Every voxel link joins 1, 7, 8 and 2 into one object: the leak merges two neurons.
+    assert _linked(a, b, owner, "join") == {(1, 7), (1, 8), (2, 8)}
+    # B owns the boundary A's 1 crosses: 1 keeps its stronger link (7), 8 goes with 2.
+    assert _linked(a, b, owner, "owner") == {(1, 7), (2, 8)}
+    # Where A owns most of the same boundary (z < 8), A's view wins: B split one object.
+    b_split = np.where(a == 2, 8, b)
+    a_joined = np.ones_like(a)
+    assert _linked(a_joined, b_split, _owned_below(8), "owner") == {(1, 7), (1, 8)}
+    assert _linked(a_joined, b_split, _owned_below(2), "owner") == {(1, 7)}
+
+
+def test_fragments_that_meet_only_outside_the_shared_region_stay_linked() -> None:
+    # B sees two branches, 7 and 8, apart (background between them); A's 1 holds both: they
+    # join in A's part of the volume, which B never saw. Nothing is disputed.
+    a = np.ones((10, 10, 10), np.uint32)
+    b = np.zeros((10, 10, 10), np.uint32)
+    b[:, :, :4] = 7
+    b[:, :, 6:] = 8
+    assert _linked(a, b, _owned_below(2), "owner") == {(1, 7), (1, 8)}
 
 
 class InOrderReversed(Executor):

@@ -328,7 +328,10 @@ def infer_blockwise(
         request.box, config.block_size, request.settings.fov_size, config.overlap
     )
     stitch = StitchRule(
-        config.stitch_min_voxels, config.stitch_min_fraction, config.stitch_fraction_of
+        config.stitch_min_voxels,
+        config.stitch_min_fraction,
+        config.stitch_fraction_of,
+        config.stitch_disputes,
     )
     digest = job_key(cfg, request, registered, layout, request.device.precision)
     job = BlockwiseJob(
@@ -395,6 +398,7 @@ def infer_blockwise(
             {
                 "fragments": float(summary.fragments),
                 "stitch_links": float(summary.links),
+                "stitch_links_dropped": float(summary.dropped_links),
                 "blocks": float(len(layout)),
                 "peak_rss_mb_per_worker": summary.peak_rss_mb,
                 **{f"seconds_{k}": v for k, v in summary.seconds.items()},

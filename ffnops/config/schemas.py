@@ -124,6 +124,7 @@ class ExecutorConfig:
     stitch_min_voxels: int = 100
     stitch_min_fraction: float = 0.5
     stitch_fraction_of: str = "smaller"  # of the smaller fragment's voxels, or "each" one's
+    stitch_disputes: str = "owner"  # a disputed boundary: its write box's block decides, or "join"
     keep_blocks: bool = False  # keep segmented blocks after publishing: restitch without segmenting
 
 

@@ -9,6 +9,15 @@ see mostly the same piece, so a fragment one block split off is never joined int
 block's larger one). Linked fragments are one object (union-find: connected components of the link
 graph, as Google's FFN paper merged its overlapping subvolumes); objects are numbered from 1 in
 the order of their first fragment, so the same blocks always give the same ids.
+
+Two blocks can *dispute* a boundary: in the shared voxels one block draws a boundary between two
+of its fragments where the other's one fragment covers both sides. Linking that fragment to
+both would join what one block separates; linking it to one would split what the other joins.
+With ``disputes="owner"`` the block whose write box holds the disputed boundary decides (the
+voxels it owns are the ones it publishes, and there its canvas saw the most context): where the
+separating block owns more of the boundary, the joining fragment keeps only its strongest link
+(by shared voxels) among the separated ones; where the joining block owns more, every link
+stays. ``disputes="join"`` keeps every link (the rule before disputes were looked at).
 """
 
 from __future__ import annotations
@@ -66,19 +75,62 @@ def count_overlaps(labels_a: npt.NDArray[np.uint64], labels_b: npt.NDArray[np.ui
 
 
 FRACTION_OF = ("smaller", "each")
+DISPUTES = ("owner", "join")
+
+
+def link_candidates(
+    overlaps: Overlaps, min_voxels: int, min_fraction: float, fraction_of: str = "smaller"
+) -> npt.NDArray[np.bool_]:
+    """Which pairs of ``overlaps`` the voxel rule of this module's docstring links;
+    ``fraction_of="each"`` asks the shared voxels to be more than ``min_fraction`` of *both*
+    fragments there."""
+    if fraction_of not in FRACTION_OF:
+        raise ValueError(f"fraction_of must be one of {FRACTION_OF}, got {fraction_of!r}")
+    pick = np.minimum if fraction_of == "smaller" else np.maximum
+    size = pick(overlaps.size_a, overlaps.size_b)
+    chosen: npt.NDArray[np.bool_] = (overlaps.shared >= min_voxels) & (
+        overlaps.shared > min_fraction * size
+    )
+    return chosen
 
 
 def links(
     overlaps: Overlaps, min_voxels: int, min_fraction: float, fraction_of: str = "smaller"
 ) -> npt.NDArray[np.uint64]:
-    """The linked pairs (n, 2) under the rule of this module's docstring; ``fraction_of="each"``
-    asks the shared voxels to be more than ``min_fraction`` of *both* fragments there."""
-    if fraction_of not in FRACTION_OF:
-        raise ValueError(f"fraction_of must be one of {FRACTION_OF}, got {fraction_of!r}")
-    pick = np.minimum if fraction_of == "smaller" else np.maximum
-    size = pick(overlaps.size_a, overlaps.size_b)
-    keep = (overlaps.shared >= min_voxels) & (overlaps.shared > min_fraction * size)
+    """The linked pairs (n, 2) under the voxel rule (:func:`link_candidates`), disputes aside."""
+    keep = link_candidates(overlaps, min_voxels, min_fraction, fraction_of)
     return np.stack([overlaps.a[keep], overlaps.b[keep]], axis=1)
+
+
+@dataclass(frozen=True)
+class PairLinks:
+    """What matching two blocks found: the linked pairs (n, 2) and how many candidate links a
+    disputed boundary dropped."""
+
+    pairs: npt.NDArray[np.uint64]
+    dropped: int
+
+
+def link_blocks(
+    labels_a: npt.NDArray[np.uint64],
+    labels_b: npt.NDArray[np.uint64],
+    owner: npt.NDArray[np.int8],
+    min_voxels: int,
+    min_fraction: float,
+    fraction_of: str = "smaller",
+    disputes: str = "owner",
+) -> PairLinks:
+    """Links two blocks' fragments over their shared region (fragment keys, 0 = none; ``owner``
+    as in :func:`disputed_boundaries`) under the whole rule of this module's docstring."""
+    if disputes not in DISPUTES:
+        raise ValueError(f"disputes must be one of {DISPUTES}, got {disputes!r}")
+    overlaps = count_overlaps(labels_a, labels_b)
+    chosen = link_candidates(overlaps, min_voxels, min_fraction, fraction_of)
+    keep = chosen
+    if disputes == "owner" and chosen.sum() > 1:
+        keep = undisputed_links(overlaps, chosen, disputed_boundaries(labels_a, labels_b, owner))
+    pairs = np.stack([overlaps.a[keep], overlaps.b[keep]], axis=1)
+    return PairLinks(pairs, int(chosen.sum() - keep.sum()))
 
 
 def global_ids(
@@ -100,3 +152,70 @@ def global_ids(
     order[np.argsort(first)] = np.arange(1, len(first) + 1, dtype=np.uint64)
     ids: npt.NDArray[np.uint64] = order[component]
     return ids
+
+
+def disputed_boundaries(
+    labels_a: npt.NDArray[np.uint64],
+    labels_b: npt.NDArray[np.uint64],
+    owner: npt.NDArray[np.int8],
+) -> npt.NDArray[np.uint64]:
+    """The boundaries the separating block owns, over one shared region: rows
+    ``(joiner, first, second)``: ``joiner`` (a fragment of one block) covers both sides of a
+    boundary between ``first < second`` (fragments of the other), and most of that boundary's
+    faces lie in the separating block's write box. ``owner`` marks each voxel's write box:
+    1 block A's, 2 block B's, 0 a third block's. A boundary face between two 6-neighbours
+    counts for the write box of its first voxel."""
+    rows, votes = [], []
+    for axis in range(labels_a.ndim):
+        head = tuple(slice(0, -1) if d == axis else slice(None) for d in range(labels_a.ndim))
+        tail = tuple(slice(1, None) if d == axis else slice(None) for d in range(labels_a.ndim))
+        ap, aq, bp, bq, own = (
+            labels_a[head],
+            labels_a[tail],
+            labels_b[head],
+            labels_b[tail],
+            owner[head],
+        )
+        for jp, jq, sp, sq, separating in ((ap, aq, bp, bq, 2), (bp, bq, ap, aq, 1)):
+            face = (sp != sq) & (sp > 0) & (sq > 0) & (jp == jq) & (jp > 0)
+            if not face.any():
+                continue
+            first, second = np.minimum(sp[face], sq[face]), np.maximum(sp[face], sq[face])
+            rows.append(np.stack([jp[face], first, second], axis=1))
+            where = own[face]
+            joining = 3 - separating
+            votes.append((where == separating).astype(np.int64) - (where == joining))
+    if not rows:
+        return np.zeros((0, 3), np.uint64)
+    triples, inverse = np.unique(np.concatenate(rows), axis=0, return_inverse=True)
+    score = np.bincount(inverse.ravel(), weights=np.concatenate(votes), minlength=len(triples))
+    disputed: npt.NDArray[np.uint64] = triples[score > 0].astype(np.uint64)
+    return disputed
+
+
+def undisputed_links(
+    overlaps: Overlaps, candidates: npt.NDArray[np.bool_], disputed: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.bool_]:
+    """Of the candidate pairs of ``overlaps``, those kept when each disputed boundary is decided
+    by its owner: pairs are taken by shared voxels, most first (ties by keys), and a pair is
+    dropped when one of its fragments already keeps a link to a fragment that the other block
+    separates from this pair's fragment in its own write box."""
+    keep = np.zeros(len(overlaps.a), bool)
+    forbidden = {(int(j), int(f), int(s)) for j, f, s in disputed}
+    if not forbidden:
+        keep[candidates] = True
+        return keep
+    kept: dict[int, list[int]] = {}
+    order = np.lexsort((overlaps.b, overlaps.a, -overlaps.shared))
+    for i in order[candidates[order]].tolist():
+        a, b = int(overlaps.a[i]), int(overlaps.b[i])
+        if any(
+            (joiner, min(mine, theirs), max(mine, theirs)) in forbidden
+            for joiner, mine in ((a, b), (b, a))
+            for theirs in kept.get(joiner, [])
+        ):
+            continue
+        keep[i] = True
+        kept.setdefault(a, []).append(b)
+        kept.setdefault(b, []).append(a)
+    return keep

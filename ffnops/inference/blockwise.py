@@ -38,7 +38,7 @@ from ffnops.errors import FfnopsError
 from ffnops.executor import BlockTask, Executor, TaskProgress
 from ffnops.ffn.canvas import ORIGIN_DTYPE, Canvas, Counters, run_canvases
 from ffnops.ffn.predictor import TorchPredictor
-from ffnops.ffn.stitching import FRACTION_OF, count_overlaps, fragment_keys, global_ids, links
+from ffnops.ffn.stitching import DISPUTES, FRACTION_OF, fragment_keys, global_ids, link_blocks
 from ffnops.inference.request import BoxRequest
 from ffnops.inference.runner import (
     BoxImage,
@@ -60,7 +60,8 @@ class StitchRule:
 
     min_voxels: int = 100
     min_fraction: float = 0.5
-    fraction_of: str = "smaller"  # "smaller" | "each" (ffnops.ffn.stitching.links)
+    fraction_of: str = "smaller"  # "smaller" | "each" (ffnops.ffn.stitching.link_candidates)
+    disputes: str = "owner"  # "owner" | "join" (ffnops.ffn.stitching, disputed boundaries)
 
     def __post_init__(self) -> None:
         if self.min_voxels < 1:
@@ -75,6 +76,11 @@ class StitchRule:
             raise FfnopsError(
                 f"executor.stitch_fraction_of must be one of {', '.join(FRACTION_OF)}, "
                 f"got {self.fraction_of!r}"
+            )
+        if self.disputes not in DISPUTES:
+            raise FfnopsError(
+                f"executor.stitch_disputes must be one of {', '.join(DISPUTES)}, "
+                f"got {self.disputes!r}"
             )
 
 
@@ -104,12 +110,13 @@ class BlockwiseJob:
 
 @dataclass
 class BlockwiseSummary:
-    """What the job did: objects, fragments and links, Google's counters summed over blocks,
-    seconds per phase (this run), and the largest peak RSS of a worker (MB)."""
+    """What the job did: objects, fragments, links and dropped links, Google's counters summed
+    over blocks, seconds per phase (this run), and the largest peak RSS of a worker (MB)."""
 
     objects: int
     fragments: int
     links: int
+    dropped_links: int  # candidate links a disputed boundary dropped (ffnops.ffn.stitching)
     counters: dict[str, float]
     seconds: dict[str, float] = field(default_factory=dict)
     block_seconds: float = 0.0  # canvas seconds summed over blocks (all runs)
@@ -212,15 +219,32 @@ def match_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
     """Links each block's fragments to those of its later neighbours."""
     for block in blocks:
         mine = load_labels(job, block)
-        pairs = [np.zeros((0, 2), np.uint64)]
+        pairs, dropped = [np.zeros((0, 2), np.uint64)], 0
         for other in job.layout.later_neighbours(block):
             theirs = load_labels(job, other)
             shared = block.read.intersect(other.read)
             assert shared is not None
             a = fragment_keys(block.index, mine[shared.shifted(block.read.start).slices])
             b = fragment_keys(other.index, theirs[shared.shifted(other.read.start).slices])
-            pairs.append(links(count_overlaps(a, b), *astuple(job.stitch)))
-        _save_npz(job.links_file(block), pairs=np.concatenate(pairs), rule=_rule(job.stitch))
+            found = link_blocks(a, b, _owners(shared, block, other), *astuple(job.stitch))
+            pairs.append(found.pairs)
+            dropped += found.dropped
+        _save_npz(
+            job.links_file(block),
+            pairs=np.concatenate(pairs),
+            dropped=np.asarray(dropped),
+            rule=_rule(job.stitch),
+        )
+
+
+def _owners(shared: BBox, a: Block, b: Block) -> npt.NDArray[np.int8]:
+    """Over the shared region: 1 where ``a``'s write box is, 2 where ``b``'s is, else 0."""
+    owner = np.zeros(shared.size, np.int8)
+    for mark, block in ((1, a), (2, b)):
+        mine = shared.intersect(block.write)
+        if mine is not None:
+            owner[mine.shifted(shared.start).slices] = mark
+    return owner
 
 
 def _rule(stitch: StitchRule) -> npt.NDArray[np.str_]:
@@ -240,9 +264,9 @@ def matched(job: BlockwiseJob, block: Block) -> bool:
 # ---- global ids ---------------------------------------------------------------------------------
 
 
-def number_objects(job: BlockwiseJob) -> tuple[int, int, int]:
+def number_objects(job: BlockwiseJob) -> tuple[int, int, int, int]:
     """Writes the fragment -> global id table and ``objects.csv``; returns (objects, fragments,
-    links). Seeds in ``objects.csv`` are in the image volume's voxels."""
+    links, links dropped by disputes). Seeds in ``objects.csv`` are in the image volume's voxels."""
     rows: list[tuple[int, int, int, int, int, int, int, float]] = []  # key, block, local, z, y, x..
     for block in job.layout.blocks():
         with np.load(job.fragments_file(block), allow_pickle=False) as data:
@@ -253,10 +277,11 @@ def number_objects(job: BlockwiseJob) -> tuple[int, int, int]:
             seed = [int(o[a]) + s for a, s in zip("zyx", block.read.start, strict=True)]
             rows.append((key, block.index, local, *seed, int(o["iters"]), float(o["walltime_s"])))  # type: ignore[arg-type]
     keys = np.array(sorted(r[0] for r in rows), dtype=np.uint64)
-    pair_lists = []
+    pair_lists, dropped = [], 0
     for block in job.layout.blocks():
         with np.load(job.links_file(block), allow_pickle=False) as data:
             pair_lists.append(np.asarray(data["pairs"], np.uint64))
+            dropped += int(data["dropped"])
     linked = np.concatenate(pair_lists) if pair_lists else np.zeros((0, 2), np.uint64)
     ids = global_ids(keys, [linked])
     _save_npz(job.ids_file, keys=keys, ids=ids)
@@ -265,7 +290,7 @@ def number_objects(job: BlockwiseJob) -> tuple[int, int, int]:
     for key, index, local, z, y, x, iters, wall in sorted(rows, key=lambda r: (by_key[r[0]], r[0])):
         lines.append(f"{by_key[key]},{index},{local},{z},{y},{x},{iters},{wall:.3f}")
     write_text(job.objects_file, "\n".join(lines) + "\n")
-    return int(ids.max()) if len(ids) else 0, len(keys), len(linked)
+    return int(ids.max()) if len(ids) else 0, len(keys), len(linked), dropped
 
 
 # ---- relabel ------------------------------------------------------------------------------------
@@ -339,7 +364,7 @@ def run_blockwise(
         executor.run(task, partial(on_progress, task.name))
         seconds[task.name] = time.perf_counter() - started
     started = time.perf_counter()
-    objects, fragments, linked = number_objects(job)
+    objects, fragments, linked, dropped = number_objects(job)
     seconds["number"] = time.perf_counter() - started
     relabel = BlockTask(
         "relabel", job.layout, partial(relabel_blocks, job, output_uri), never_done, job.workdir
@@ -356,7 +381,9 @@ def run_blockwise(
             block_seconds += float(data["seconds"])
             peak = max(peak, float(data["peak_rss_mb"]))
     counters["objects"] = float(objects)  # objects after stitching, not fragments
-    return BlockwiseSummary(objects, fragments, linked, counters, seconds, block_seconds, peak)
+    return BlockwiseSummary(
+        objects, fragments, linked, dropped, counters, seconds, block_seconds, peak
+    )
 
 
 def clear_work(job: BlockwiseJob, keep_blocks: bool = False) -> None:
