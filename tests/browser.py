@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,18 @@ def measure(png: bytes) -> tuple[float, int]:
     return float((saturation > 0.25).mean()), len(distinct)
 
 
-def render(url: str, folder: Path, timeout_s: float = 120) -> Rendered:
-    """Opens ``url`` and waits (up to ``timeout_s``) until segments and texture are drawn; the
+def drawn(coloured: float, distinct: int) -> bool:
+    """Segments and EM texture on screen (a 2-D panel over the image)."""
+    return coloured > 0.05 and distinct > 150
+
+
+def render(
+    url: str,
+    folder: Path,
+    timeout_s: float = 120,
+    ready: Callable[[float, int], bool] = drawn,
+) -> Rendered:
+    """Opens ``url`` and waits (up to ``timeout_s``) until ``ready(coloured, distinct)``; the
     last screenshot is kept as ``folder/neuroglancer.png``."""
     from selenium import webdriver
 
@@ -71,7 +82,7 @@ def render(url: str, folder: Path, timeout_s: float = 120) -> Rendered:
             time.sleep(2)
             png = driver.get_screenshot_as_png()
             coloured, distinct = measure(png)
-            if coloured > 0.05 and distinct > 150:
+            if ready(coloured, distinct):
                 break
         (folder / "neuroglancer.png").write_bytes(png)
         logs = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +26,12 @@ from omegaconf import OmegaConf
 from ffnops.errors import FfnopsError
 from ffnops.sample_data import sample_path
 from ffnops.segmentation import SegmentationResult
+from ffnops.viewing.meshes import largest_segments, shown_segments
 from ffnops.viewing.publish import publish_view
 from ffnops.viewing.python_viewer import open_viewer
 from ffnops.viewing.server import ViewServer
-from ffnops.viewing.state import in_memory_state
-from ffnops.viewing.view_data import write_view_data
+from ffnops.viewing.state import SEGMENTATION_LAYER, in_memory_state, served_run_state
+from ffnops.viewing.view_data import RUN_ARTIFACTS, write_view_data
 from ffnops.volume import BBox
 from ffnops.volumes import open_volume
 
@@ -73,7 +75,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str,
     with mlflow.start_run(experiment_id=experiment) as run:
         link = publish_view(
             lambda folder: write_view_data(
-                folder, em_image, result.labels, result.voxel_size, result.offset
+                folder, em_image, result.labels, result.voxel_size, result.offset, meshes=True
             ),
             run.info.run_id,
             result.voxel_size,
@@ -164,6 +166,58 @@ def test_published_link_describes_the_served_run(published: tuple[Path, str, str
     ]
     assert list(state.dimensions.scales) == pytest.approx([8e-9] * 3)  # nm, stored in metres
     assert list(state.position) == [48.0, 48.0, 32.0]  # x, y, z centre of the box
+    # It opens with the largest objects selected, so the 3-D panel draws their meshes.
+    folder = run_folder(uri, run_id) / SEGMENTATION_LAYER
+    assert sorted(state.layers[SEGMENTATION_LAYER].segments) == sorted(largest_segments(folder, 10))
+    assert run.data.metrics["mesh_objects"] > 10 and run.data.metrics["mesh_triangles"] > 0
+
+
+def run_folder(uri: str, run_id: str) -> Path:
+    """Where a run of the fixture's local store keeps its neuroglancer copy."""
+    artifacts = mlflow.MlflowClient(uri).get_run(run_id).info.artifact_uri
+    return Path(urllib.parse.urlparse(artifacts).path) / RUN_ARTIFACTS
+
+
+@pytest.mark.skipif(not CAN_RENDER, reason=RENDER_REASON)
+def test_the_3d_panel_draws_the_meshes_the_viewer_fetched(
+    published: tuple[Path, str, str, int], tmp_path: Path
+) -> None:
+    _, uri, run_id, _ = published
+    folder = run_folder(uri, run_id)
+    segments = shown_segments(folder / SEGMENTATION_LAYER, 10)
+    with open_volume(f"precomputed://{folder / SEGMENTATION_LAYER}") as seg:
+        geometry = (seg.voxel_size, seg.offset, seg.shape)
+    shots = {}
+    with ViewServer({run_id: folder}) as server:
+        for name, shown in (("empty", []), ("meshes", segments)):
+            state = served_run_state(server.url, run_id, *geometry, "3d", segments=shown)
+            viewer = open_viewer(state)
+            server.allow_origin(viewer.get_viewer_url())
+            (tmp_path / name).mkdir()
+            ready = (lambda c, d: False) if not shown else (lambda c, d: c > 0.05)
+            shots[name] = render(viewer.get_viewer_url(), tmp_path / name, 30, ready)
+            if not shown:
+                before = len(server.served)
+    fetched = [p.rsplit("/", 1)[1] for p in server.served[before:] if "/mesh/" in p]
+    # Each selected object's manifest, then its fragments (one block: one each), and no others.
+    assert {f"{s}:0" for s in segments} <= set(fetched), fetched
+    assert {int(f.split(":")[0]) for f in fetched if f.count(":") == 2} == set(segments)
+    # The panel with meshes differs from the empty one (which draws the box's outline only)
+    # over much of the screen's centre.
+    empty, meshes = (pixels(tmp_path / name / "neuroglancer.png") for name in ("empty", "meshes"))
+    changed = float((np.abs(meshes - empty).max(axis=-1) > 0.1).mean())
+    assert changed > 0.2, f"no meshes drawn in the 3-D panel ({changed:.1%}); see {tmp_path}"
+    assert shots["meshes"].coloured > 0.05 + shots["empty"].coloured
+    assert not shots["meshes"].errors, shots["meshes"].errors
+
+
+def pixels(png: Path) -> np.ndarray:
+    """The screen's centre (as the browser helper measures it), RGB in [0, 1]."""
+    import matplotlib.image
+
+    rgb = matplotlib.image.imread(png)[..., :3]
+    height, width = rgb.shape[:2]
+    return np.asarray(rgb[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4])
 
 
 @pytest.mark.skipif(not CAN_RENDER, reason=RENDER_REASON)

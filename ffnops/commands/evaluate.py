@@ -28,6 +28,7 @@ from ffnops.data.dataset import LABEL_DTYPES
 from ffnops.errors import FfnopsError
 from ffnops.tracking.inference_run import run_exists
 from ffnops.tracking.mlflow_tracking import check_tracking_uri
+from ffnops.viewing.meshes import MeshSummary, meshes_wanted
 from ffnops.viewing.publish import publish_view
 from ffnops.viewing.state import SEGMENTATION_LAYER
 from ffnops.viewing.view_data import write_view_data
@@ -100,11 +101,14 @@ def publish_copy(
 ) -> None:
     """A neuroglancer copy of the scored part (and image) for a run that has none."""
 
-    def write_copy(folder: Path) -> None:
-        write_view_data(folder, image, labels, voxel_size, origin)
-
     viewer = cfg.viewer
+    meshes = meshes_wanted(viewer.meshes, labels.shape, viewer.mesh_auto_voxels)
+
+    def write_copy(folder: Path) -> MeshSummary | None:
+        return write_view_data(folder, image, labels, voxel_size, origin, meshes)
+
     publish_view(
         write_copy, run_id, voxel_size, origin, labels.shape, viewer.host, viewer.port,
         viewer.client_url, viewer.layout, image=image is not None, groundtruth=groundtruth,
+        shown=viewer.shown,
     )  # fmt: skip

@@ -67,6 +67,7 @@ from ffnops.tracking.inference_run import (
 from ffnops.tracking.mlflow_tracking import check_tracking_uri, flatten, run_tags
 from ffnops.tracking.pictures import overlay_figure, planes_figure, volume_centre_planes
 from ffnops.tracking.registry import RegisteredModel, load_registered_model
+from ffnops.viewing.meshes import MeshSummary, meshes_wanted
 from ffnops.viewing.publish import publish_view
 from ffnops.viewing.view_data import copy_view_data, write_view_data
 from ffnops.volume import VolumeSpec
@@ -265,8 +266,11 @@ def infer_one_canvas(
         log_results(metrics, figure, run_id, cfg.tracking.inference_experiment)
         if cfg.viewer.publish:
 
-            def write_copy(folder: Path) -> None:
-                write_view_data(folder, raw, labels, result.voxel_size, result.offset)
+            def write_copy(folder: Path) -> MeshSummary | None:
+                meshes = meshes_wanted(cfg.viewer.meshes, labels.shape, cfg.viewer.mesh_auto_voxels)
+                return write_view_data(
+                    folder, raw, labels, result.voxel_size, result.offset, meshes
+                )
 
             publish(cfg, run_id, write_copy, result.voxel_size, result.offset, labels.shape)
         evaluation = None
@@ -289,7 +293,7 @@ def infer_one_canvas(
 def publish(
     cfg: DictConfig,
     run_id: str,
-    write_copy: Callable[[Path], None],
+    write_copy: Callable[[Path], MeshSummary | None],
     voxel_size: Sequence[float],
     offset: Sequence[int],
     shape: Sequence[int],
@@ -307,6 +311,7 @@ def publish(
         viewer.client_url,
         viewer.layout,
         groundtruth=bool(cfg.groundtruth),  # its layer joins the copy once scored
+        shown=viewer.shown,
     )
     print(f"neuroglancer (while `ffnops view {run_id}` runs): {link}")
 
@@ -421,6 +426,9 @@ def infer_blockwise(
                     image_box=request.box,
                     labels=labels,
                     block_size=layout.block_size,
+                    meshes=meshes_wanted(
+                        cfg.viewer.meshes, request.box.size, cfg.viewer.mesh_auto_voxels
+                    ),
                 )
                 publish(cfg, run_id, copy, labels.voxel_size, labels.offset, labels.shape)
             evaluation = None

@@ -21,6 +21,7 @@ from ffnops.data.dataset import LABEL_DTYPES
 from ffnops.locks import process_folder
 from ffnops.tracking.mlflow_tracking import check_tracking_uri
 from ffnops.tracking.runs import latest_run, run_artifacts
+from ffnops.viewing.meshes import shown_segments
 from ffnops.viewing.python_viewer import open_viewer
 from ffnops.viewing.server import ViewServer
 from ffnops.viewing.state import (
@@ -76,6 +77,7 @@ def view_run(cfg: DictConfig, run_id: str) -> None:
                 cfg.viewer.layout,
                 image=(folder / IMAGE_LAYER).exists(),
                 groundtruth=(folder / GROUNDTRUTH_LAYER).exists(),
+                segments=shown_segments(folder / SEGMENTATION_LAYER, cfg.viewer.shown),
             )
             print(f"serving run {run_id} ({folder}) read-only at {server.url}/data/{run_id}/")
             print(f"public client: {state_url(state, cfg.viewer.client_url)}")

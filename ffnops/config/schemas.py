@@ -151,6 +151,12 @@ class ViewerConfig:
     client_url: str = "https://neuroglancer-demo.appspot.com"
     layout: str = "4panel"
     publish: bool = True
+    # 3-D meshes of every object in the run's copy (docs/inference.md, "Meshes"): true, false,
+    # or null: when the box has at most mesh_auto_voxels voxels (256^3: a minute or less).
+    meshes: bool | None = None
+    mesh_auto_voxels: int = 256**3
+    # How many of the largest objects a link opens with selected (their meshes in 3-D).
+    shown: int = 10
     # Names this server answers to besides loopback's (its Host header; against DNS rebinding).
     allowed_hosts: list[str] = field(default_factory=list)
     # Where `ffnops view` keeps copies of a remote run's view data while it serves them.

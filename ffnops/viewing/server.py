@@ -73,9 +73,10 @@ class ReadOnlyFiles(tornado.web.StaticFileHandler):
         hosts: frozenset[str],
         origins: set[str],
         default_filename: str | None = None,
+        served: list[str] | None = None,
     ) -> None:
         super().initialize(path, default_filename)
-        self.hosts, self.origins = hosts, origins
+        self.hosts, self.origins, self.served = hosts, origins, served
         self.set_default_headers()  # tornado set them before the origins were known
 
     def prepare(self) -> None:
@@ -100,6 +101,10 @@ class ReadOnlyFiles(tornado.web.StaticFileHandler):
         origin = self.request.headers.get("Origin")
         self.set_status(204 if origin is None or origin in self.origins else 403)
         self.finish()
+
+    def on_finish(self) -> None:
+        if self.served is not None and self.request.method == "GET" and self.get_status() == 200:
+            self.served.append(self.request.path)
 
     def compute_etag(self) -> str | None:
         return None  # files may be rewritten between runs; let the client revalidate
@@ -152,6 +157,8 @@ class ViewServer:
         self._loop: tornado.ioloop.IOLoop | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
+        # The paths of the data files answered (GET, 200), in order: what the viewer fetched.
+        self.served: list[str] = []
 
     @property
     def url(self) -> str:
@@ -168,7 +175,11 @@ class ViewServer:
     def _application(self) -> tornado.web.Application:
         checks = {"hosts": self.hosts, "origins": self.origins}
         routes: list[Any] = [
-            (rf"/data/{re.escape(name)}/(.*)", ReadOnlyFiles, {"path": str(folder), **checks})
+            (
+                rf"/data/{re.escape(name)}/(.*)",
+                ReadOnlyFiles,
+                {"path": str(folder), "served": self.served, **checks},
+            )
             for name, folder in self.mounts.items()
         ]
         client = {"path": str(CLIENT_DIR), "default_filename": "index.html", **checks}

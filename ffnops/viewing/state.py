@@ -17,6 +17,11 @@ import numpy.typing as npt
 IMAGE_LAYER = "image"
 SEGMENTATION_LAYER = "segmentation"
 GROUNDTRUTH_LAYER = "groundtruth"
+# In 2-D, objects not selected are drawn this opaque (neuroglancer's default, 0, hides them).
+NOT_SELECTED_ALPHA = 0.15
+# The 3-D panel's view of meshes: tilted 30 degrees about x, then 30 about y (a unit quaternion,
+# x, y, z, w), so objects show depth; neuroglancer's default looks straight down z.
+OBLIQUE = (0.25, 0.25, -0.067, 0.933)
 
 
 def viewer_state(
@@ -73,9 +78,11 @@ def served_run_state(
     layout: str = "4panel",
     image: bool = True,
     groundtruth: bool = False,
+    segments: Sequence[int] = (),
 ) -> neuroglancer.ViewerState:
     """The state of an inference run whose view data ``ffnops view`` serves under ``base_url``
-    (with its image, and its ground truth when the run has one).
+    (with its image, and its ground truth when the run has one), with ``segments`` selected:
+    the 3-D panel draws their meshes; the other objects stay faintly coloured in 2-D.
 
     ``ffnops view RUN_ID`` mounts the run's ``neuroglancer`` artifacts at ``/data/RUN_ID/``.
     """
@@ -89,6 +96,11 @@ def served_run_state(
         layout,
         box_size_zyx=shape_zyx,
     )
+    if segments:
+        layer = state.layers[SEGMENTATION_LAYER]
+        layer.segments = sorted(int(s) for s in segments)
+        layer.not_selected_alpha = NOT_SELECTED_ALPHA
+        state.projection_orientation = OBLIQUE
     if groundtruth:
         state.layers[GROUNDTRUTH_LAYER] = neuroglancer.SegmentationLayer(
             source=precomputed_source(data, GROUNDTRUTH_LAYER),

@@ -3,17 +3,33 @@
 Inference runs keep one next to their MLflow artifacts, so a run can be looked at later without
 the original volumes (which may be HDF5, which neuroglancer cannot read). The image is stored with
 JPEG chunks when it is uint8 (what neuroglancer's own EM datasets use: a tenth of the size), the
-segmentation with compressed_segmentation; both get neuroglancer's lower-resolution scales.
+segmentation with compressed_segmentation; both get neuroglancer's lower-resolution scales. The
+segmentation always carries its objects' sizes (segment properties) and, when asked, their 3-D
+meshes (:mod:`ffnops.viewing.meshes`).
 """
 
 from __future__ import annotations
 
+import time
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from ffnops.ffn.geometry import as_vec3
+from ffnops.viewing.meshes import (
+    MESH_DIR,
+    MeshSummary,
+    fragment_name,
+    mesh_block,
+    object_sizes,
+    write_fragments,
+    write_manifests,
+    write_meshes,
+    write_segment_properties,
+)
 from ffnops.viewing.state import IMAGE_LAYER, SEGMENTATION_LAYER
 from ffnops.volume import BBox, Volume, VolumeSpec
 from ffnops.volumes import create_volume, write_array
@@ -41,8 +57,10 @@ def write_view_data(
     labels: npt.NDArray[np.integer] | None,
     voxel_size: Sequence[float],
     offset: Sequence[int],
-) -> None:
-    """Writes ``folder/image`` and ``folder/segmentation`` as precomputed volumes."""
+    meshes: bool = False,
+) -> MeshSummary | None:
+    """Writes ``folder/image`` and ``folder/segmentation`` as precomputed volumes, the latter
+    with its segment properties and, with ``meshes``, its objects' meshes (what they were)."""
     size = tuple(float(v) for v in voxel_size)
     start = tuple(int(o) for o in offset)
     if image is not None:
@@ -54,8 +72,14 @@ def write_view_data(
             offset=start,  # type: ignore[arg-type]
             extra={"encoding": "jpeg"} if data.dtype == np.uint8 else None,
         )
-    if labels is not None:
-        write_labels_view(folder / SEGMENTATION_LAYER, labels, voxel_size, offset)
+    if labels is None:
+        return None
+    segmentation = folder / SEGMENTATION_LAYER
+    write_labels_view(segmentation, labels, voxel_size, offset)
+    if meshes:
+        return write_meshes(segmentation, labels, voxel_size, offset)
+    write_segment_properties(segmentation, object_sizes(labels))
+    return None
 
 
 def write_labels_view(
@@ -77,9 +101,12 @@ def copy_view_data(
     image_box: BBox,
     labels: Volume,
     block_size: Sequence[int],
-) -> None:
+    meshes: bool = False,
+) -> MeshSummary | None:
     """Writes the same copy as :func:`write_view_data` from volumes, one block at a time (the
-    blockwise path: memory of one block, whatever the box). ``labels`` covers ``image_box``."""
+    blockwise path: memory of one block, whatever the box). ``labels`` covers ``image_box``.
+    A block's meshes are made from the block read one voxel further on each axis, so they meet
+    the next block's (:func:`ffnops.viewing.meshes.mesh_block`)."""
     size = tuple(float(v) for v in labels.voxel_size)
     start = tuple(int(o) for o in labels.offset)
     image_spec = VolumeSpec(
@@ -97,10 +124,34 @@ def copy_view_data(
             f"precomputed://{folder.resolve()}/{SEGMENTATION_LAYER}", label_spec
         ) as out_labels,
     ):
-        for block in BBox.from_shape(image_box.size).blocks(block_size):
+        whole = BBox.from_shape(image_box.size)
+        # Fragments wait beside the volume: its folder is replaced whole when it is committed.
+        staging = folder / f".{SEGMENTATION_LAYER}-{MESH_DIR}"
+        started, sizes, triangles = time.perf_counter(), Counter[int](), 0
+        fragments: dict[int, list[str]] = defaultdict(list)
+        for block in whole.blocks(block_size):
             source = BBox(
                 tuple(a + b for a, b in zip(block.start, image_box.start, strict=True)),  # type: ignore[arg-type]
                 block.size,
             )
             out_image.write(block, viewable_image(np.asarray(image.read(source))))
-            out_labels.write(block, np.asarray(labels.read(block)).astype(top))
+            data = np.asarray(labels.read(block)).astype(top)
+            out_labels.write(block, data)
+            sizes.update(object_sizes(data))
+            if meshes:
+                reach = BBox(block.start, as_vec3([n + 1 for n in block.size])).intersect(whole)
+                assert reach is not None  # it holds the block
+                first = tuple(o + a for o, a in zip(start, block.start, strict=True))
+                meshed = mesh_block(np.asarray(labels.read(reach)), size, first)
+                write_fragments(staging, meshed, first)
+                for segment in meshed.fragments:
+                    fragments[segment].append(fragment_name(segment, first))
+                triangles += meshed.triangles
+    segmentation = folder / SEGMENTATION_LAYER
+    write_segment_properties(segmentation, sizes)
+    if not meshes:
+        return None
+    if staging.exists():
+        staging.replace(segmentation / MESH_DIR)
+    write_manifests(segmentation, fragments)
+    return MeshSummary(len(fragments), triangles, time.perf_counter() - started)
