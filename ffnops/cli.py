@@ -129,6 +129,11 @@ COMMANDS: dict[str, Command] = {
             "Copy a volume into another format (hdf5, n5, zarr, precomputed).",
             "ffnops.commands.convert:run",
         ),
+        Command(
+            "mesh",
+            "Write a segmentation with every object's 3-D mesh, as neuroglancer draws it.",
+            "ffnops.commands.mesh:run",
+        ),
     )
 }
 

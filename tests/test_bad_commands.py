@@ -156,6 +156,12 @@ CONVERT: list[Case] = [
     ("chunks of two", ["convert", f"src={IMAGE}", "dst=zarr://{ws}/c.zarr", "chunks=[8,8]"], "chunks"),
     ("block of zero", ["convert", f"src={IMAGE}", "dst=zarr://{ws}/c.zarr", "block=[0,8,8]"], "block"),
     ("remote output", ["convert", f"src={IMAGE}", "dst=precomputed://http://127.0.0.1:9/s"], "local disk"),
+    ("mesh of floats", ["mesh", "seg=h5://{ws}/nan.h5#raw", "output=precomputed://{ws}/m"], "found float32"),
+    ("mesh output exists", ["mesh", "seg=h5://{ws}/seg.h5#seg", "output=precomputed://{ws}/exists.zarr"], "exists"),
+    ("mesh into zarr", ["mesh", "seg=h5://{ws}/seg.h5#seg", "output=zarr://{ws}/m.zarr"], "precomputed:///DIR"),
+    ("mesh remote", ["mesh", "seg=h5://{ws}/seg.h5#seg", "output=precomputed://http://127.0.0.1:9/s"], "local"),
+    ("mesh block of zero", ["mesh", "seg=h5://{ws}/seg.h5#seg", "output=precomputed://{ws}/m", "block=[0,8,8]"], "block"),
+    ("mesh seg missing", ["mesh", "seg=h5://{ws}/none.h5#seg", "output=precomputed://{ws}/m"], "not found"),
 ]  # fmt: skip
 
 INFER_CASES: list[Case] = [
@@ -303,7 +309,7 @@ def test_info(refused: Refused, name: str, args: list[str], expected: str) -> No
 
 
 @pytest.mark.parametrize(("name", "args", "expected"), CONVERT, ids=ids(CONVERT))
-def test_convert(refused: Refused, name: str, args: list[str], expected: str) -> None:
+def test_convert_and_mesh(refused: Refused, name: str, args: list[str], expected: str) -> None:
     refused(args, expected)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmesh
+from commands import ffnops
 
 from ffnops.viewing.meshes import (
     MESH_DIR,
@@ -136,3 +137,35 @@ def test_meshes_are_on_by_default_for_boxes_up_to_the_limit(
 ) -> None:
     assert meshes_wanted(asked, shape, 256**3) is wanted
     assert meshes_wanted(False, (8, 8, 8), 256**3) is False
+
+
+def test_the_mesh_command_meshes_a_box_of_any_volume_block_by_block(tmp_path: Path) -> None:
+    labels = two_objects()
+    write_array(f"zarr://{tmp_path}/seg.zarr", labels, voxel_size=VOXEL, offset=OFFSET)
+    output = tmp_path / "meshed"
+    args = [f"seg=zarr://{tmp_path}/seg.zarr", f"output=precomputed://{output}"]
+    done = ffnops("mesh", *args, "bbox=0:12,0:16,8:20", "block=[6,8,8]", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "2 objects" in done.stdout
+    # The box's voxels, where they lie in the volume, with sizes of what the box holds.
+    with open_volume(f"precomputed://{output}") as volume:
+        assert tuple(volume.offset) == (OFFSET[0], OFFSET[1], OFFSET[2] + 8)
+        np.testing.assert_array_equal(volume.read(BBox.from_shape((12, 16, 12))), labels[..., 8:])
+    properties = json.loads((output / PROPERTIES_DIR / "info").read_text())["inline"]
+    assert properties["properties"][0]["values"] == [8 * 4 * 12, 4 * 4 * 1]
+    slab = fragments(output, 7)
+    assert len(slab) == 2 * 2  # blocks of the cropped slab: 2 along x, 2 along z
+    low, _ = bounds(slab)
+    assert low[0] == pytest.approx((OFFSET[2] + 8 + 0.5) * VOXEL[2], abs=min(VOXEL))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+    again = ffnops("mesh", *args, cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_the_mesh_command_writes_nothing_for_an_empty_segmentation(tmp_path: Path) -> None:
+    write_array(f"zarr://{tmp_path}/zeros.zarr", np.zeros((8, 8, 8), np.uint32))
+    args = [f"seg=zarr://{tmp_path}/zeros.zarr", f"output=precomputed://{tmp_path}/meshed"]
+    done = ffnops("mesh", *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "has no objects" in done.stdout and "nothing written" in done.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["zeros.zarr"]

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from ffnops.errors import FfnopsError
 from ffnops.sample_data import sample_path
 from ffnops.segmentation import SegmentationResult
-from ffnops.viewing.meshes import largest_segments, shown_segments
+from ffnops.viewing.meshes import largest_segments, object_sizes, shown_segments
 from ffnops.viewing.publish import publish_view
 from ffnops.viewing.python_viewer import open_viewer
 from ffnops.viewing.server import ViewServer
@@ -261,6 +261,29 @@ def test_in_memory_volume_is_served_by_neuroglancers_python_viewer(
     assert status == 200 and b"<html" in body.lower()
     assert [layer.name for layer in viewer.state.layers] == ["image", "segmentation"]
     assert list(viewer.state.position) == [16.0, 16.0, 21.0]  # x, y, z: offset 5 in z
+
+
+@pytest.mark.skipif(not CAN_RENDER, reason=RENDER_REASON)
+def test_an_in_memory_volume_draws_its_largest_objects_in_3d(
+    em_labels: np.ndarray, tmp_path: Path
+) -> None:
+    # `ffnops view URI` selects the largest objects; neuroglancer's Python viewer meshes them.
+    labels = em_labels[:32, :48, :48]
+    sizes = object_sizes(labels)
+    largest = sorted(sizes, key=lambda s: -sizes[s])[:5]
+    screens = {}
+    for name, shown in (("empty", []), ("meshes", largest)):
+        state = in_memory_state(None, labels, (8, 8, 8), (0, 0, 0), "3d", shown)
+        viewer = open_viewer(state)
+        (tmp_path / name).mkdir()
+        ready = (lambda c, d: False) if not shown else (lambda c, d: c > 0.05)
+        shot = render(viewer.get_viewer_url(), tmp_path / name, 30, ready)
+        screens[name] = (shot, pixels(tmp_path / name / "neuroglancer.png"))
+    (empty, before), (meshes, after) = screens["empty"], screens["meshes"]
+    changed = float((np.abs(after - before).max(axis=-1) > 0.1).mean())
+    assert changed > 0.1, f"no meshes drawn in the 3-D panel ({changed:.1%}); see {tmp_path}"
+    assert meshes.coloured > 0.05 + empty.coloured
+    assert not meshes.errors, meshes.errors
 
 
 def test_view_of_a_volume_uri_and_of_an_unknown_run(tmp_path: Path) -> None:

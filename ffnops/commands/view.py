@@ -21,7 +21,7 @@ from ffnops.data.dataset import LABEL_DTYPES
 from ffnops.locks import process_folder
 from ffnops.tracking.mlflow_tracking import check_tracking_uri
 from ffnops.tracking.runs import latest_run, run_artifacts
-from ffnops.viewing.meshes import shown_segments
+from ffnops.viewing.meshes import object_sizes, shown_segments
 from ffnops.viewing.python_viewer import open_viewer
 from ffnops.viewing.server import ViewServer
 from ffnops.viewing.state import (
@@ -96,7 +96,9 @@ def view_volume(cfg: DictConfig) -> None:
     if cfg.image:
         with open_volume(cfg.image) as volume:
             image = np.asarray(volume.read(box))
-    state = in_memory_state(image, labels, voxel_size, offset, cfg.viewer.layout)
+    sizes = object_sizes(labels)
+    largest = sorted(sizes, key=lambda s: (-sizes[s], s))[: cfg.viewer.shown]
+    state = in_memory_state(image, labels, voxel_size, offset, cfg.viewer.layout, largest)
     show(cfg, open_viewer(state, cfg.viewer.host))
 
 

@@ -195,6 +195,18 @@ class ConvertCommand:
 
 
 @dataclass
+class MeshCommand:
+    """``ffnops mesh seg=URI output=precomputed://DIR``: every object's mesh, for neuroglancer."""
+
+    seg: str = MISSING
+    output: str = MISSING
+    bbox: str | None = None
+    block: list[int] = field(default_factory=lambda: [128, 128, 128])
+    overwrite: bool = False
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+@dataclass
 class PartitionsCommand:
     """``ffnops partitions labels=URI output=URI``: google/ffn's ``compute_partitions.py``."""
 

@@ -32,6 +32,7 @@ COMMAND_SCHEMAS: dict[str, type] = {
     "plugins": schemas.PluginsCommand,
     "info": schemas.InfoCommand,
     "convert": schemas.ConvertCommand,
+    "mesh": schemas.MeshCommand,
     "partitions": schemas.PartitionsCommand,
     "coordinates": schemas.CoordinatesCommand,
     "train": schemas.TrainCommand,

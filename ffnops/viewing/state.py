@@ -96,11 +96,7 @@ def served_run_state(
         layout,
         box_size_zyx=shape_zyx,
     )
-    if segments:
-        layer = state.layers[SEGMENTATION_LAYER]
-        layer.segments = sorted(int(s) for s in segments)
-        layer.not_selected_alpha = NOT_SELECTED_ALPHA
-        state.projection_orientation = OBLIQUE
+    show_in_3d(state, segments)
     if groundtruth:
         state.layers[GROUNDTRUTH_LAYER] = neuroglancer.SegmentationLayer(
             source=precomputed_source(data, GROUNDTRUTH_LAYER),
@@ -110,6 +106,17 @@ def served_run_state(
         state.layers[GROUNDTRUTH_LAYER].visible = False  # a checkbox away
         state.selected_layer.layer = SEGMENTATION_LAYER
     return state
+
+
+def show_in_3d(state: neuroglancer.ViewerState, segments: Sequence[int]) -> None:
+    """Selects ``segments`` in the segmentation layer, so the 3-D panel draws their meshes seen
+    obliquely; the other objects stay faintly coloured in 2-D. Nothing changes without any."""
+    if not segments:
+        return
+    layer = state.layers[SEGMENTATION_LAYER]
+    layer.segments = sorted(int(s) for s in segments)
+    layer.not_selected_alpha = NOT_SELECTED_ALPHA
+    state.projection_orientation = OBLIQUE
 
 
 def error_state(
@@ -139,8 +146,10 @@ def in_memory_state(
     voxel_size_zyx: Sequence[float],
     offset_zyx: Sequence[int],
     layout: str = "4panel",
+    segments: Sequence[int] = (),
 ) -> neuroglancer.ViewerState:
-    """A state holding arrays in memory, for neuroglancer's Python viewer to serve."""
+    """A state holding arrays in memory, for neuroglancer's Python viewer to serve, with
+    ``segments`` selected: the Python viewer meshes them itself when the 3-D panel asks."""
     dimensions = neuroglancer.CoordinateSpace(
         names=["z", "y", "x"], units="nm", scales=[float(v) for v in voxel_size_zyx]
     )
@@ -156,4 +165,5 @@ def in_memory_state(
         selected_alpha=0.4,
     )
     state.selected_layer.layer = SEGMENTATION_LAYER
+    show_in_3d(state, segments)
     return state

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from ffnops.atomic import remove_path
 from ffnops.ffn.geometry import as_vec3
 from ffnops.viewing.meshes import (
     MESH_DIR,
@@ -104,9 +105,7 @@ def copy_view_data(
     meshes: bool = False,
 ) -> MeshSummary | None:
     """Writes the same copy as :func:`write_view_data` from volumes, one block at a time (the
-    blockwise path: memory of one block, whatever the box). ``labels`` covers ``image_box``.
-    A block's meshes are made from the block read one voxel further on each axis, so they meet
-    the next block's (:func:`ffnops.viewing.meshes.mesh_block`)."""
+    blockwise path: memory of one block, whatever the box). ``labels`` covers ``image_box``."""
     size = tuple(float(v) for v in labels.voxel_size)
     start = tuple(int(o) for o in labels.offset)
     image_spec = VolumeSpec(
@@ -116,42 +115,62 @@ def copy_view_data(
         start,  # type: ignore[arg-type]
         extra={"encoding": "jpeg"} if image.dtype == np.uint8 else {},
     )
+    with create_volume(f"precomputed://{folder.resolve()}/{IMAGE_LAYER}", image_spec) as out:
+        for block in BBox.from_shape(image_box.size).blocks(block_size):
+            out.write(block, viewable_image(np.asarray(image.read(block.shifted(into(image_box))))))
+    whole = BBox.from_shape(image_box.size)
+    return copy_labels(folder / SEGMENTATION_LAYER, labels, whole, block_size, meshes)
+
+
+def into(box: BBox) -> tuple[int, int, int]:
+    """The shift (for :meth:`BBox.shifted`) that takes a block of ``box``'s own voxels to the
+    volume's voxels."""
+    return (-box.start[0], -box.start[1], -box.start[2])
+
+
+def copy_labels(
+    path: Path,
+    labels: Volume,
+    box: BBox,
+    block_size: Sequence[int],
+    meshes: bool = False,
+    progress: Callable[[BBox], None] | None = None,
+) -> MeshSummary | None:
+    """Copies ``box`` of ``labels`` (its voxels) to a precomputed segmentation at ``path``, one
+    block at a time, with segment properties and, with ``meshes``, every object's meshes
+    (what they were); ``progress(block)`` after each block. A block's meshes are made from the
+    block read one voxel further on each axis, so they meet the next block's
+    (:func:`ffnops.viewing.meshes.mesh_block`)."""
+    size = tuple(float(v) for v in labels.voxel_size)
+    start = tuple(int(o + s) for o, s in zip(labels.offset, box.start, strict=True))
     top = "uint64" if labels.dtype.itemsize > 4 else "uint32"
-    label_spec = VolumeSpec(image_box.size, top, size, start, kind="segmentation")  # type: ignore[arg-type]
-    with (
-        create_volume(f"precomputed://{folder.resolve()}/{IMAGE_LAYER}", image_spec) as out_image,
-        create_volume(
-            f"precomputed://{folder.resolve()}/{SEGMENTATION_LAYER}", label_spec
-        ) as out_labels,
-    ):
-        whole = BBox.from_shape(image_box.size)
-        # Fragments wait beside the volume: its folder is replaced whole when it is committed.
-        staging = folder / f".{SEGMENTATION_LAYER}-{MESH_DIR}"
-        started, sizes, triangles = time.perf_counter(), Counter[int](), 0
-        fragments: dict[int, list[str]] = defaultdict(list)
+    spec = VolumeSpec(box.size, top, size, start, kind="segmentation")  # type: ignore[arg-type]
+    # Fragments wait beside the volume: its folder is replaced whole when it is committed.
+    staging = path.with_name(f".{path.name}-{MESH_DIR}")
+    remove_path(staging)
+    started, sizes, triangles = time.perf_counter(), Counter[int](), 0
+    fragments: dict[int, list[str]] = defaultdict(list)
+    whole = BBox.from_shape(box.size)
+    with create_volume(f"precomputed://{path.resolve()}", spec) as out:
         for block in whole.blocks(block_size):
-            source = BBox(
-                tuple(a + b for a, b in zip(block.start, image_box.start, strict=True)),  # type: ignore[arg-type]
-                block.size,
-            )
-            out_image.write(block, viewable_image(np.asarray(image.read(source))))
-            data = np.asarray(labels.read(block)).astype(top)
-            out_labels.write(block, data)
+            data = np.asarray(labels.read(block.shifted(into(box)))).astype(top)
+            out.write(block, data)
             sizes.update(object_sizes(data))
             if meshes:
                 reach = BBox(block.start, as_vec3([n + 1 for n in block.size])).intersect(whole)
                 assert reach is not None  # it holds the block
                 first = tuple(o + a for o, a in zip(start, block.start, strict=True))
-                meshed = mesh_block(np.asarray(labels.read(reach)), size, first)
+                meshed = mesh_block(np.asarray(labels.read(reach.shifted(into(box)))), size, first)
                 write_fragments(staging, meshed, first)
                 for segment in meshed.fragments:
                     fragments[segment].append(fragment_name(segment, first))
                 triangles += meshed.triangles
-    segmentation = folder / SEGMENTATION_LAYER
-    write_segment_properties(segmentation, sizes)
+            if progress is not None:
+                progress(block)
+    write_segment_properties(path, sizes)
     if not meshes:
         return None
     if staging.exists():
-        staging.replace(segmentation / MESH_DIR)
-    write_manifests(segmentation, fragments)
+        staging.replace(path / MESH_DIR)
+    write_manifests(path, fragments)
     return MeshSummary(len(fragments), triangles, time.perf_counter() - started)
