@@ -134,6 +134,11 @@ COMMANDS: dict[str, Command] = {
             "Write a segmentation with every object's 3-D mesh, as neuroglancer draws it.",
             "ffnops.commands.mesh:run",
         ),
+        Command(
+            "skeletons",
+            "Write a segmentation with every object's skeleton (kimimaro), for neuroglancer.",
+            "ffnops.commands.skeletons:run",
+        ),
     )
 }
 

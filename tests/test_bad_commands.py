@@ -162,6 +162,10 @@ CONVERT: list[Case] = [
     ("mesh remote", ["mesh", "seg=h5://{ws}/seg.h5#seg", "output=precomputed://http://127.0.0.1:9/s"], "local"),
     ("mesh block of zero", ["mesh", "seg=h5://{ws}/seg.h5#seg", "output=precomputed://{ws}/m", "block=[0,8,8]"], "block"),
     ("mesh seg missing", ["mesh", "seg=h5://{ws}/none.h5#seg", "output=precomputed://{ws}/m"], "not found"),
+    ("skeletons of floats", ["skeletons", "seg=h5://{ws}/nan.h5#raw", "output=precomputed://{ws}/k"], "found float32"),
+    ("skeletons output exists", ["skeletons", "seg=h5://{ws}/seg.h5#seg", "output=precomputed://{ws}/exists.zarr"], "exists"),
+    ("skeletons into zarr", ["skeletons", "seg=h5://{ws}/seg.h5#seg", "output=zarr://{ws}/k.zarr"], "skeletons are files beside"),
+    ("skeletons block of zero", ["skeletons", "seg=h5://{ws}/seg.h5#seg", "output=precomputed://{ws}/k", "block=[8,0,8]"], "block"),
 ]  # fmt: skip
 
 INFER_CASES: list[Case] = [
@@ -309,7 +313,9 @@ def test_info(refused: Refused, name: str, args: list[str], expected: str) -> No
 
 
 @pytest.mark.parametrize(("name", "args", "expected"), CONVERT, ids=ids(CONVERT))
-def test_convert_and_mesh(refused: Refused, name: str, args: list[str], expected: str) -> None:
+def test_convert_mesh_and_skeletons(
+    refused: Refused, name: str, args: list[str], expected: str
+) -> None:
     refused(args, expected)
 
 
@@ -355,6 +361,17 @@ def test_view_models_and_server(
 @pytest.mark.parametrize(("name", "args", "expected"), PIPELINES, ids=ids(PIPELINES))
 def test_pipelines(refused: Refused, name: str, args: list[str], expected: str) -> None:
     refused(args, expected)
+
+
+def test_compiling_without_a_cpp_compiler(
+    refused: Refused, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.compile builds C++ kernels on a CPU: without a compiler it is refused up front."""
+    from torch._inductor import config
+
+    monkeypatch.setattr(config.cpp, "cxx", (None, "/nonexistent/g++"))  # what CXX=... sets
+    args = [*INFER, "executor=cpu", "executor.compile=true"]
+    refused(args, "executor.compile=true: torch.compile needs a C++ compiler")
 
 
 def test_the_battery_is_large_enough() -> None:

@@ -3,6 +3,7 @@ blocks, on real daisy worker processes, written as a real zarr volume, tracked i
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -125,6 +126,16 @@ def test_the_blockwise_run_is_one_mlflow_run_with_its_layout_and_progress(
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"objects.csv", "segmentation_overlay.png", "neuroglancer"} <= artifacts
     assert "neuroglancer_url" in run.data.tags
+    # The workers meshed the output block by block; an object across blocks is one manifest of
+    # fragments from several blocks.
+    assert client.get_metric_history(run.info.run_id, "progress/mesh_blocks_done")[-1].value == 27
+    assert run.data.metrics["mesh_objects"] == run.data.metrics["objects"]
+    largest = int(np.bincount(stitched[stitched > 0].ravel()).argmax())
+    manifest = client.download_artifacts(
+        run.info.run_id, f"neuroglancer/segmentation/mesh/{largest}:0", str(world["path"])
+    )
+    names = json.loads(Path(manifest).read_text())["fragments"]
+    assert len({name.split(":")[2] for name in names}) > 1  # fragments of several blocks
     table = client.download_artifacts(run.info.run_id, "objects.csv")
     rows = np.genfromtxt(table, delimiter=",", names=True, dtype=None)
     assert set(rows["global_id"]) == set(np.unique(stitched)) - {0}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import subprocess
 import sys
 import time
@@ -19,6 +20,9 @@ from mlflow.tracking import MlflowClient
 
 from ffnops.sample_data import sample_path
 from ffnops.viewing.python_viewer import open_viewer
+from ffnops.viewing.skeletons import read_skeleton
+from ffnops.viewing.state import GROUNDTRUTH_LAYER
+from ffnops.viewing.view_data import RUN_ARTIFACTS
 from ffnops.volumes import open_volume, write_array
 
 SAMPLE = sample_path("fib25_crop.h5")
@@ -226,3 +230,27 @@ def test_the_evaluation_keys_change_what_is_measured(
     client = MlflowClient(uri)
     (run,) = client.search_runs([client.get_experiment_by_name("evaluation").experiment_id])
     assert check(run.data.metrics, scene["run"].data.metrics)  # type: ignore[operator, attr-defined]
+
+
+def test_the_ground_truth_layer_draws_the_skeletons_erl_was_scored_on(
+    scene: dict[str, object], tmp_path: Path
+) -> None:
+    client = MlflowClient(str(scene["uri"]))
+    run_id = scene["run"].info.run_id  # type: ignore[attr-defined]
+    layer = Path(
+        client.download_artifacts(run_id, f"{RUN_ARTIFACTS}/{GROUNDTRUTH_LAYER}", str(tmp_path))
+    )
+    assert json.loads((layer / "info").read_text())["skeletons"] == "skeletons"
+    assert (
+        json.loads((layer / "skeletons" / "info").read_text())["@type"] == "neuroglancer_skeletons"
+    )
+    truth = np.asarray(scene["truth"])
+    with open_volume(LABELS) as volume:
+        voxel_size = np.asarray(volume.voxel_size, np.float64)
+    drawn = {int(p.name) for p in (layer / "skeletons").iterdir() if p.name != "info"}
+    assert set(scene["merged"]) <= drawn  # type: ignore[arg-type]  # the two the merge joins
+    for object_id in scene["merged"]:  # type: ignore[attr-defined]
+        xyz = read_skeleton(layer, object_id)
+        voxels = np.floor(xyz[:, ::-1] / voxel_size).astype(int)  # nm x y z -> voxel z y x
+        inside = truth[tuple(np.clip(voxels, 0, np.array(truth.shape) - 1).T)] == object_id
+        assert inside.mean() > 0.9, object_id  # the centre line lies in its own object

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
@@ -37,6 +38,7 @@ from ffnops.config.schemas import ExecutorConfig
 from ffnops.data.dataset import LABEL_DTYPES
 from ffnops.errors import FfnopsError
 from ffnops.executor import Executor, TaskProgress, make_executor
+from ffnops.ffn.cpu import cpp_compiler
 from ffnops.ffn.geometry import as_vec3
 from ffnops.ffn.options import InferenceOptions
 from ffnops.inference.blockwise import (
@@ -67,8 +69,10 @@ from ffnops.tracking.inference_run import (
 from ffnops.tracking.mlflow_tracking import check_tracking_uri, flatten, run_tags
 from ffnops.tracking.pictures import overlay_figure, planes_figure, volume_centre_planes
 from ffnops.tracking.registry import RegisteredModel, load_registered_model
+from ffnops.viewing.mesh_task import MeshJob, attach_meshes
 from ffnops.viewing.meshes import MeshSummary, meshes_wanted
 from ffnops.viewing.publish import publish_view
+from ffnops.viewing.state import SEGMENTATION_LAYER
 from ffnops.viewing.view_data import copy_view_data, write_view_data
 from ffnops.volume import VolumeSpec
 from ffnops.volumes import box_of, create_volume, open_volume, write_segmentation
@@ -128,7 +132,12 @@ def device_settings(config: ExecutorConfig) -> DeviceSettings:
     threads = config.num_threads
     if threads is None and config.workers > 1:
         threads = max(1, (os.cpu_count() or 1) // config.workers)
-    return DeviceSettings(device, config.precision, config.channels_last, threads)
+    if config.compile and device == "cpu" and cpp_compiler() is None:
+        raise FfnopsError(
+            "executor.compile=true: torch.compile needs a C++ compiler on a CPU and none was "
+            "found (install g++ or set CXX); or set executor.compile=false"
+        )
+    return DeviceSettings(device, config.precision, config.channels_last, threads, config.compile)
 
 
 def box_request(cfg: DictConfig, registered: RegisteredModel, device: DeviceSettings) -> BoxRequest:
@@ -338,7 +347,9 @@ def infer_blockwise(
         config.stitch_fraction_of,
         config.stitch_disputes,
     )
-    digest = job_key(cfg, request, registered, layout, request.device.precision)
+    digest = job_key(
+        cfg, request, registered, layout, request.device.precision, request.device.compile
+    )
     job = BlockwiseJob(
         request,
         layout,
@@ -386,11 +397,22 @@ def infer_blockwise(
         job.workdir / "run_id",
     ) as mlflow_run:
         run_id = mlflow_run.info.run_id
+        meshing, mesh_seconds = None, 0.0
+        if cfg.viewer.publish and meshes_wanted(
+            cfg.viewer.meshes, request.box.size, cfg.viewer.mesh_auto_voxels
+        ):
+            meshing = MeshJob.plan(
+                output.shared_uri, request.box.size, layout.block_size, job.workdir / "meshes"
+            )
         try:
             with default_sigterm():  # daisy's scheduler would hold a Python handler back
                 summary = run_blockwise(
                     job, executor, output.shared_uri, config.batch_size, on_progress
                 )
+                if meshing is not None:  # the output's meshes, on the same executor
+                    started = time.perf_counter()
+                    executor.run(meshing.task(), partial(on_progress, "mesh"))
+                    mesh_seconds = time.perf_counter() - started
         except BaseException:
             output.abort()
             raise
@@ -420,16 +442,13 @@ def infer_blockwise(
                 metrics, planes_figure(planes, title), run_id, cfg.tracking.inference_experiment
             )
             if cfg.viewer.publish:
-                copy = partial(
-                    copy_view_data,
-                    image=image,
-                    image_box=request.box,
-                    labels=labels,
-                    block_size=layout.block_size,
-                    meshes=meshes_wanted(
-                        cfg.viewer.meshes, request.box.size, cfg.viewer.mesh_auto_voxels
-                    ),
-                )
+
+                def copy(folder: Path) -> MeshSummary | None:
+                    copy_view_data(folder, image, request.box, labels, layout.block_size)
+                    if meshing is None:
+                        return None
+                    return attach_meshes(folder / SEGMENTATION_LAYER, meshing, mesh_seconds)
+
                 publish(cfg, run_id, copy, labels.voxel_size, labels.offset, labels.shape)
             evaluation = None
             if scored is not None:

@@ -25,12 +25,13 @@ from ffnops.viewing.view_data import copy_labels
 from ffnops.volumes import box_of, open_volume
 
 
-def mesh_output(uri: str) -> Path:
-    """The local folder of a ``precomputed://`` output (meshes are files beside its chunks)."""
+def mesh_output(uri: str, what: str = "meshes") -> Path:
+    """The local folder of a ``precomputed://`` output (``what``, meshes or skeletons, are
+    files beside its chunks)."""
     path = local_output_path(uri)
     if VolumeURI.parse(uri).scheme != "precomputed" or path is None:
         raise FfnopsError(
-            f"output={uri}: meshes are files beside a neuroglancer precomputed segmentation; "
+            f"output={uri}: {what} are files beside a neuroglancer precomputed segmentation; "
             "expected a local precomputed:///DIR"
         )
     return path

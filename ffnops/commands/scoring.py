@@ -23,6 +23,7 @@ from ffnops.evaluation.report import Evaluation, evaluate
 from ffnops.evaluation.skeletons import Skeletons, read_swc, skeletonize
 from ffnops.ffn.geometry import as_vec3
 from ffnops.tracking.evaluation_log import log_candidates, log_evaluation
+from ffnops.viewing.skeletons import write_skeletons
 from ffnops.viewing.state import (
     GROUNDTRUTH_LAYER,
     IMAGE_LAYER,
@@ -184,6 +185,9 @@ def publish_evaluation(
                 voxel_size,
                 evaluation.origin_voxels,
             )
+            if evaluation.skeletons is not None and len(evaluation.skeletons.positions):
+                # The skeletons ERL was scored on, drawn with the ground-truth objects.
+                write_skeletons(Path(tmp) / GROUNDTRUTH_LAYER, evaluation.skeletons)
             mlflow.log_artifacts(tmp, RUN_ARTIFACTS)
         links = error_links(cfg, evaluation, run_id, voxel_size, IMAGE_LAYER in layers)
     log_evaluation(evaluation, links, title)

@@ -111,6 +111,7 @@ class ExecutorConfig:
     batch_size: int = 1
     precision: str = "fp32"
     channels_last: bool = True
+    compile: bool = False  # torch.compile (inductor, frozen weights): fused convolutions
     block_size: list[int] | None = None  # (z, y, x) write box of a block; None: no blocks
     overlap: list[int] = field(default_factory=lambda: [8, 8, 8])  # context beyond the FOV radius
     workers: int = 1
@@ -197,6 +198,19 @@ class ConvertCommand:
 @dataclass
 class MeshCommand:
     """``ffnops mesh seg=URI output=precomputed://DIR``: every object's mesh, for neuroglancer."""
+
+    seg: str = MISSING
+    output: str = MISSING
+    bbox: str | None = None
+    block: list[int] = field(default_factory=lambda: [128, 128, 128])
+    overwrite: bool = False
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+@dataclass
+class SkeletonsCommand:
+    """``ffnops skeletons seg=URI output=precomputed://DIR``: every object's skeleton, for
+    neuroglancer."""
 
     seg: str = MISSING
     output: str = MISSING

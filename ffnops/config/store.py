@@ -33,6 +33,7 @@ COMMAND_SCHEMAS: dict[str, type] = {
     "info": schemas.InfoCommand,
     "convert": schemas.ConvertCommand,
     "mesh": schemas.MeshCommand,
+    "skeletons": schemas.SkeletonsCommand,
     "partitions": schemas.PartitionsCommand,
     "coordinates": schemas.CoordinatesCommand,
     "train": schemas.TrainCommand,

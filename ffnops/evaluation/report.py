@@ -25,6 +25,7 @@ class Evaluation:
     objects: list[GroundTruthObject]
     origin_voxels: tuple[int, int, int]  # where the scored arrays start in the volume
     voxel_size: tuple[float, float, float]  # nm (z, y, x)
+    skeletons: Skeletons | None = None  # what ERL was scored on (nm in the volume's frame)
 
     def metrics(self) -> dict[str, float]:
         metrics = self.scores.as_dict()
@@ -68,4 +69,4 @@ def evaluate(
     )
     z, y, x = (int(o) for o in origin_voxels)
     vz, vy, vx = (float(v) for v in voxel_size)
-    return Evaluation(scores, run_lengths, errors, objects, (z, y, x), (vz, vy, vx))
+    return Evaluation(scores, run_lengths, errors, objects, (z, y, x), (vz, vy, vx), skeletons)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import platform
+import shutil
 from pathlib import Path
 
 
@@ -36,3 +37,13 @@ def cpu_has_avx512() -> bool:
     """True where oneDNN's fp32 convolutions can use AVX-512: a depth-12 FFN forward measured
     0.09-0.13 s on such CPUs here and 0.6 s on an AVX2-only EPYC (2 threads)."""
     return "avx512f" in _cpuinfo().split()
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler torch's inductor would build CPU kernels with, or None if there is none
+    (``torch.compile`` on a CPU needs one; ``CXX``, read when torch starts, names another).
+    Searched as inductor searches its ``cpp.cxx`` list, without its cache."""
+    from torch._inductor import config
+
+    names = config.cpp.cxx if isinstance(config.cpp.cxx, list | tuple) else (config.cpp.cxx,)
+    return next((name for name in names if name and shutil.which(name)), None)

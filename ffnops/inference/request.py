@@ -15,12 +15,14 @@ from ffnops.volume import BBox
 @dataclass(frozen=True)
 class DeviceSettings:
     """Where and how the network runs: ``device`` "cpu" or "cuda", ``precision`` "fp32" or
-    "bf16" (autocast), the 3-D channels-last layout, and torch's thread count (None: torch's)."""
+    "bf16" (autocast), the 3-D channels-last layout, torch's thread count (None: torch's), and
+    whether the network is compiled (``torch.compile``, docs/inference.md)."""
 
     device: str = "cpu"
     precision: str = "fp32"
     channels_last: bool = True
     num_threads: int | None = None
+    compile: bool = False
 
 
 @dataclass(frozen=True)

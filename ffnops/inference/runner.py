@@ -175,7 +175,9 @@ def device_name(requested: str) -> str:
 def make_predictor(model: torch.nn.Module, device: DeviceSettings) -> TorchPredictor:
     if device.num_threads:
         torch.set_num_threads(device.num_threads)
-    return TorchPredictor(model, device_name(device.device), device.precision, device.channels_last)
+    return TorchPredictor(
+        model, device_name(device.device), device.precision, device.channels_last, device.compile
+    )
 
 
 def save_state(path: Path, state: dict[str, np.ndarray]) -> None:

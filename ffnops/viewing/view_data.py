@@ -22,6 +22,7 @@ from ffnops.atomic import remove_path
 from ffnops.ffn.geometry import as_vec3
 from ffnops.viewing.meshes import (
     MESH_DIR,
+    BlockMeshes,
     MeshSummary,
     fragment_name,
     mesh_block,
@@ -128,6 +129,22 @@ def into(box: BBox) -> tuple[int, int, int]:
     return (-box.start[0], -box.start[1], -box.start[2])
 
 
+def block_meshes(
+    labels: Volume, box: BBox, block: BBox
+) -> tuple[BlockMeshes, tuple[int, int, int]]:
+    """The meshes of ``block`` (voxels of ``box``, a box of ``labels``' voxels) read one voxel
+    further on each axis, so its fragments meet the next block's, and the block's first voxel
+    in the volume (where its fragments are named)."""
+    whole = BBox.from_shape(box.size)
+    reach = BBox(block.start, as_vec3([n + 1 for n in block.size])).intersect(whole)
+    assert reach is not None  # it holds the block
+    starts = zip(labels.offset, box.start, block.start, strict=True)
+    z, y, x = (int(o + b + a) for o, b, a in starts)
+    size = tuple(float(v) for v in labels.voxel_size)
+    data = np.asarray(labels.read(reach.shifted(into(box))))
+    return mesh_block(data, size, (z, y, x)), (z, y, x)
+
+
 def copy_labels(
     path: Path,
     labels: Volume,
@@ -157,10 +174,7 @@ def copy_labels(
             out.write(block, data)
             sizes.update(object_sizes(data))
             if meshes:
-                reach = BBox(block.start, as_vec3([n + 1 for n in block.size])).intersect(whole)
-                assert reach is not None  # it holds the block
-                first = tuple(o + a for o, a in zip(start, block.start, strict=True))
-                meshed = mesh_block(np.asarray(labels.read(reach.shifted(into(box)))), size, first)
+                meshed, first = block_meshes(labels, box, block)
                 write_fragments(staging, meshed, first)
                 for segment in meshed.fragments:
                     fragments[segment].append(fragment_name(segment, first))
