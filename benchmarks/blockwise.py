@@ -289,23 +289,42 @@ def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
             f"output=zarr://{workdir / blockwise_name}.zarr", "overwrite=true",
             f"tracking.run_name={blockwise_name}_{rule}", "viewer.publish=false", *overrides,
         )  # fmt: skip
-        result = read(workdir, blockwise_name)
         restitched = run_metrics(workdir, f"{blockwise_name}_{rule}")
         print(
             f"\n### stitch rule {rule} ({' '.join(overrides)}): restitched in {seconds:.0f} s, "
             f"{int(restitched['stitch_links'])} links, "
             f"{int(restitched.get('stitch_links_dropped', 0))} dropped by disputes"
         )
-        agreement(f"blockwise vs {reference}", local, result)
-        print(face_line(f"vs {reference}", face_objects(local, result, block), n_ids(local)))
-        if labels is not None:
-            part = result[: len(labels)]
-            agreement("blockwise vs labels", labels, part)
-            print(face_line("vs labels", face_objects(labels, part, block), n_ids(labels)))
-        if google is not None and "local" in runs:
-            agreement("blockwise vs Google's npz", google, result)
+        compare(read(workdir, blockwise_name), local, reference, labels, google, block)
+    # Blocks in waves, each canvas continuing its finished neighbours' objects (the default).
+    name = f"{blockwise_name}_continue"
+    c = infer(workdir, name, model, image, *blockwise_args, "executor.continue_objects=true")
+    print(
+        f"\n### executor.continue_objects=true: {timing('continuing', c)}; "
+        f"{int(c['objects_continued'])} continuations, {int(c['stitch_links'])} links"
+    )
+    compare(read(workdir, name), local, reference, labels, google, block)
     if google is not None and "local" in runs:
         agreement("one canvas vs Google's npz", google, local)
+
+
+def compare(
+    result: npt.NDArray[np.int64],
+    local: npt.NDArray[np.int64],
+    reference: str,
+    labels: npt.NDArray[np.int64] | None,
+    google: npt.NDArray[np.int64] | None,
+    block: list[int],
+) -> None:
+    """A blockwise result against one canvas (``reference`` names it) and the labels."""
+    agreement(f"blockwise vs {reference}", local, result)
+    print(face_line(f"vs {reference}", face_objects(local, result, block), n_ids(local)))
+    if labels is not None:
+        part = result[: len(labels)]
+        agreement("blockwise vs labels", labels, part)
+        print(face_line("vs labels", face_objects(labels, part, block), n_ids(labels)))
+    if google is not None and reference != "Google's npz":
+        agreement("blockwise vs Google's npz", google, result)
 
 
 def n_ids(labels: npt.NDArray[np.int64]) -> int:

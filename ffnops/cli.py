@@ -139,6 +139,11 @@ COMMANDS: dict[str, Command] = {
             "Write a segmentation with every object's skeleton (kimimaro), for neuroglancer.",
             "ffnops.commands.skeletons:run",
         ),
+        Command(
+            "consensus",
+            "Combine two or more segmentations where they agree (google/ffn's split consensus).",
+            "ffnops.commands.consensus:run",
+        ),
     )
 }
 

@@ -166,6 +166,61 @@ def test_batched_canvases_equal_unbatched_and_executors_agree(
     np.testing.assert_array_equal(read(world, "batch1.zarr"), stitched)  # local == daisy
 
 
+def test_blocks_in_waves_continue_their_neighbours_objects_on_either_executor(
+    world: dict[str, object], local: np.ndarray
+) -> None:
+    """executor.continue_objects: blocks run in waves, each canvas continuing the objects its
+    finished neighbours labelled; the same on daisy's workers as in this process, one id per
+    cell, and every block counted in the progress."""
+    path = Path(str(world["path"]))
+    results = {}
+    for name, executor in (("cpu", ["executor=cpu"]), ("daisy", ["executor=daisy"])):
+        args = infer_args(
+            world,
+            f"waves_{name}.zarr",
+            *executor,
+            f"executor.block_size={BLOCK}",
+            "executor.continue_objects=true",
+        )
+        proc = ffnops(*args, cwd=path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[name] = read(world, f"waves_{name}.zarr")
+    np.testing.assert_array_equal(results["daisy"], results["cpu"])
+    labels: np.ndarray = world["labels"]  # type: ignore[assignment]
+    waves = results["cpu"]
+    inside = (slice(3, -3),) * 3
+    assert adapted_rand_error(labels[inside], waves[inside].astype(np.uint32))[0] < 0.01
+    whole = adapted_rand_error(labels, waves.astype(np.uint32))[0]
+    assert whole <= adapted_rand_error(labels, local.astype(np.uint32))[0] + 1e-3
+    client = MlflowClient(tracking_uri=world["uri"])  # type: ignore[arg-type]
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("inference").experiment_id],
+        f"tags.`ffnops.output` = 'zarr://{path}/waves_daisy.zarr'",
+    )
+    assert run.data.metrics["objects_continued"] >= 10  # most cells cross a face
+    assert run.data.metrics["objects"] == len(np.unique(waves)) - 1
+    history = client.get_metric_history(run.info.run_id, "progress/segment_blocks_done")
+    values = [h.value for h in history]
+    assert values == sorted(values) and values[0] >= 0 and values[-1] == 27
+
+
+def test_continuing_objects_needs_a_context_no_larger_than_a_block(
+    world: dict[str, object],
+) -> None:
+    args = infer_args(
+        world,
+        "never.zarr",
+        "executor.block_size=[17,17,17]",
+        "executor.overlap=[12,12,12]",
+        "executor.continue_objects=true",
+    )
+    proc = ffnops(*args, cwd=world["path"])  # type: ignore[arg-type]
+    assert proc.returncode != 0
+    (line,) = proc.stderr.strip().splitlines()
+    assert "executor.continue_objects" in line and "[20, 20, 20]" in line
+    assert not (Path(str(world["path"])) / "never.zarr").exists()
+
+
 def _children(pid: int) -> list[int]:
     """Every descendant process of ``pid`` (from /proc)."""
     parents: dict[int, int] = {}

@@ -104,3 +104,36 @@ def test_seed_near_an_object_and_small_objects_are_rejected() -> None:
     assert canvas.counters.rejected_too_small == 1  # object 2 is below min_segment_size
     assert canvas.counters.rejected_near_object == 0  # (11, 11, 11) is inside object 1: invalid
     assert canvas.segmentation[19, 19, 19] == -1 and canvas.final_segmentation()[19, 19, 19] == 0
+
+
+def test_existing_objects_are_continued_and_keep_what_the_flood_leaves() -> None:
+    """Objects segmented elsewhere (a finished neighbouring block's) hold their voxels; the
+    canvas floods on from each piece inside its write box, and a flood that covers another
+    existing object's voxels says so (``covers``), which is where blocks link them."""
+    labels = np.zeros((48, 48, 48), np.int64)
+    labels[:22] = 1  # A
+    labels[26:] = 2  # B, beyond a membrane of 4 voxels
+    x = np.arange(48)[None, None, :]
+    existing = np.zeros_like(labels)
+    existing[(labels == 1) & (x < 16)] = 1  # A, as the block on the left labelled it
+    existing[(labels == 1) & (x >= 32)] = 2  # A again, seeded apart by the block on the right
+    existing[(labels == 2) & (x < 16)] = 3  # B, from the left
+    canvas = Canvas(labels.astype(np.float32), (17, 17, 17), (4, 4, 4), InferenceOptions())
+    canvas.add_existing(existing)
+    predictor = TorchPredictor(OracleFFN(), channels_last=False)
+    write = (slice(None), slice(None), slice(10, 38))
+    run_canvas(canvas.continue_existing(write, min_voxels=100), predictor)
+    assert sorted(canvas.continued.values()) == [1, 2, 3]
+    by_existing = {n: i for i, n in canvas.continued.items()}
+    segmentation = canvas.final_segmentation()
+    a1, a2, b = (segmentation == by_existing[n] for n in (1, 2, 3))
+    assert (labels[a1] == 1).all() and (labels[a2] == 1).all() and (labels[b] == 2).all()
+    assert a1[:22, 8:40, 16:32].all()  # A's middle, where no block had labelled it
+    assert b[26:40, 8:40, 16:32].all()
+    covered, held = canvas.covers[by_existing[1]][2]  # A's flood from the left met A's right
+    assert covered >= 100 and covered > 0.5 * held
+    assert 3 not in canvas.covers.get(by_existing[1], {})  # and never B
+    assert canvas.counters.objects_continued == 3
+    # What no flood claimed is still the existing objects' and is not this canvas's output.
+    assert (segmentation[(existing > 0) & ~(a1 | a2 | b)] == 0).all()
+    assert int(segmentation.max()) == max(canvas.origins)

@@ -347,14 +347,29 @@ def infer_blockwise(
         config.stitch_fraction_of,
         config.stitch_disputes,
     )
+    if config.continue_objects and any(
+        c > b for c, b in zip(layout.context, layout.block_size, strict=True)
+    ):
+        raise FfnopsError(
+            f"executor.continue_objects needs a context (FOV radius + executor.overlap = "
+            f"{list(layout.context)}) no larger than executor.block_size {list(layout.block_size)}"
+        )
+    continuing = ["continue_objects"] if config.continue_objects else []
     digest = job_key(
-        cfg, request, registered, layout, request.device.precision, request.device.compile
+        cfg,
+        request,
+        registered,
+        layout,
+        request.device.precision,
+        request.device.compile,
+        *continuing,
     )
     job = BlockwiseJob(
         request,
         layout,
         Path(cfg.paths.output_dir).absolute() / "blockwise" / f"infer-{digest}",
         stitch,
+        config.continue_objects,
     )
     with open_volume(cfg.image) as volume:
         voxel_size = volume.voxel_size
@@ -426,6 +441,7 @@ def infer_blockwise(
                 "fragments": float(summary.fragments),
                 "stitch_links": float(summary.links),
                 "stitch_links_dropped": float(summary.dropped_links),
+                "objects_continued": summary.counters["objects_continued"],
                 "blocks": float(len(layout)),
                 "peak_rss_mb_per_worker": summary.peak_rss_mb,
                 **{f"seconds_{k}": v for k, v in summary.seconds.items()},

@@ -127,6 +127,9 @@ class ExecutorConfig:
     stitch_fraction_of: str = "smaller"  # of the smaller fragment's voxels, or "each" one's
     stitch_disputes: str = "owner"  # a disputed boundary: its write box's block decides, or "join"
     keep_blocks: bool = False  # keep segmented blocks after publishing: restitch without segmenting
+    # Blocks in 8 waves; each canvas starts with its finished neighbours' objects and floods on
+    # from those that reach into it, as one canvas would (docs/inference.md, "Continuing objects").
+    continue_objects: bool = False
 
 
 @dataclass
@@ -214,6 +217,21 @@ class SkeletonsCommand:
 
     seg: str = MISSING
     output: str = MISSING
+    bbox: str | None = None
+    block: list[int] = field(default_factory=lambda: [128, 128, 128])
+    overwrite: bool = False
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+@dataclass
+class ConsensusCommand:
+    """``ffnops consensus segs=[URI,URI] output=URI``: where segmentations agree
+    (docs/agglomeration.md, "Consensus")."""
+
+    segs: list[str] = field(default_factory=list)
+    output: str = MISSING
+    rule: str = "split"  # split (google/ffn's CONSENSUS_SPLIT) | agree
+    min_size: int = 1000  # pieces smaller than this many voxels become 0
     bbox: str | None = None
     block: list[int] = field(default_factory=lambda: [128, 128, 128])
     overwrite: bool = False

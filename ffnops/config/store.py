@@ -34,6 +34,7 @@ COMMAND_SCHEMAS: dict[str, type] = {
     "convert": schemas.ConvertCommand,
     "mesh": schemas.MeshCommand,
     "skeletons": schemas.SkeletonsCommand,
+    "consensus": schemas.ConsensusCommand,
     "partitions": schemas.PartitionsCommand,
     "coordinates": schemas.CoordinatesCommand,
     "train": schemas.TrainCommand,

@@ -1,7 +1,8 @@
 """The inference canvas (``ffn/inference/inference.py``): flood one object at a time from each seed.
 
 State, all (z, y, x): ``seed`` (float32 object logits, NaN = never visited), ``segmentation``
-(int32: 0 free, > 0 object ids, -1 rejected seed), the normalised ``image``.
+(int32: 0 free, > 0 object ids, -1 rejected seed, ``EXISTING`` + n an object segmented
+elsewhere, :meth:`Canvas.add_existing`), the normalised ``image``.
 
 The work is written as generators that *yield* network inputs ``(2, f, f, f)`` (image, seed
 logits) and receive the new logits ``(f, f, f)`` back, so a driver can batch the forward passes of
@@ -18,8 +19,10 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
+import edt
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 
 from ffnops.ffn.geometry import Vec3, as_vec3
 from ffnops.ffn.logit import logit
@@ -36,6 +39,10 @@ ORIGIN_DTYPE = np.dtype(
         ("walltime_s", "<f4"),
     ]
 )
+
+# Ids from here up are objects segmented before this canvas (a finished neighbouring block's):
+# they hold their voxels as any earlier object does, and are not this canvas's output.
+EXISTING = 1 << 30
 
 # A step: yields a network input (2, f, f, f), receives logits (f, f, f).
 Steps = Generator[npt.NDArray[np.float32], npt.NDArray[np.float32], None]
@@ -63,6 +70,7 @@ class Counters:
     rejected_weak_seed: int = 0
     rejected_too_small: int = 0
     voxels_segmented: int = 0
+    objects_continued: int = 0  # accepted objects that continue an existing one (add_existing)
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -82,6 +90,11 @@ class Canvas:
     segmentation: npt.NDArray[np.int32] = field(init=False)
     origins: dict[int, Origin] = field(default_factory=dict)
     overlaps: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
+    # Accepted object -> the existing object (its number from 1, add_existing) it continues.
+    continued: dict[int, int] = field(default_factory=dict)
+    # Accepted object -> {existing object: (voxels of it the flood covered, its voxels in the
+    # flood's box)}: the flood said "this is me" there, but the existing object kept them.
+    covers: dict[int, dict[int, tuple[int, int]]] = field(default_factory=dict)
     counters: Counters = field(default_factory=Counters)
 
     def __post_init__(self) -> None:
@@ -155,11 +168,14 @@ class Canvas:
     # ---- one object ---------------------------------------------------------------------------
 
     def segment_at(
-        self, start: Vec3
+        self, start: Vec3, known: npt.NDArray[np.bool_] | None = None
     ) -> Generator[npt.NDArray[np.float32], npt.NDArray[np.float32], tuple[int, Vec3, Vec3]]:
-        """Floods one object from ``start``; returns (steps, min corner, max corner) visited."""
+        """Floods one object from ``start``; returns (steps, min corner, max corner) visited.
+        ``known``: voxels already known to be the object, which start at the seed's logit."""
         self.counters.segment_at_calls += 1
         self.seed[...] = np.nan
+        if known is not None:
+            self.seed[known] = self.init_logit
         self.seed[start] = self.init_logit
         policy = FaceMaxPolicy(start, self.deltas, self.move_logit)
         lo, hi = np.asarray(start), np.asarray(start)
@@ -198,12 +214,16 @@ class Canvas:
             return
         started = time.perf_counter()
         iters, lo, hi = yield from self.segment_at(pos)
+        self._accept(pos, iters, lo, hi, started)
+
+    def _accept(self, pos: Vec3, iters: int, lo: Vec3, hi: Vec3, started: float) -> int | None:
+        """Accepts the object flooded from ``pos`` (its new id) or rejects it (None)."""
         if iters <= 0:
-            return
+            return None
         if not self.seed[pos] >= self.move_logit:
             self._reject(pos)
             self.counters.rejected_weak_seed += 1
-            return
+            return None
         box = tuple(
             slice(max(a - m, 0), b + m + 1) for a, b, m in zip(lo, hi, self.margin, strict=True)
         )
@@ -215,7 +235,7 @@ class Canvas:
         if int(mask.sum()) < self.options.min_segment_size:
             self._reject(pos)
             self.counters.rejected_too_small += 1
-            return
+            return None
         new_id = self._next_id()
         region[mask] = new_id
         if self.probabilities is not None:
@@ -223,9 +243,88 @@ class Canvas:
         if touched.size:
             ids, counts = np.unique(touched, return_counts=True)
             self.overlaps[new_id] = (ids.tolist(), counts.tolist())
+            if ids[-1] >= EXISTING:  # how much of each existing object the flood covered
+                held, sizes = np.unique(region[region >= EXISTING], return_counts=True)
+                self.covers[new_id] = {
+                    int(i) - EXISTING + 1: (int(n), int(sizes[np.searchsorted(held, i)]))
+                    for i, n in zip(ids, counts, strict=True)
+                    if i >= EXISTING
+                }
         self.origins[new_id] = Origin(pos, iters, time.perf_counter() - started)
         self.counters.objects += 1
         self.counters.voxels_segmented += int(mask.sum())
+        return new_id
+
+    # ---- objects segmented elsewhere ------------------------------------------------------------
+
+    def add_existing(self, labels: npt.NDArray[np.integer]) -> None:
+        """Marks the objects of ``labels`` (over the canvas, 0 none, else their number n from 1)
+        as segmented before this canvas: they hold their voxels as Google's earlier objects do
+        (no seed, FOV move or later object takes them) until :meth:`continue_existing` goes on
+        with them. They are not this canvas's output (:meth:`final_segmentation` clears them)."""
+        if labels.shape != self.segmentation.shape:
+            raise ValueError(
+                f"existing labels of shape {labels.shape}, not {self.segmentation.shape}"
+            )
+        where = (labels > 0) & (self.segmentation == 0)
+        self.segmentation[where] = EXISTING - 1 + labels[where].astype(np.int64)
+
+    def continue_existing(self, within: tuple[slice, slice, slice], min_voxels: int) -> Steps:
+        """Floods on from every existing object (:meth:`add_existing`) that has at least
+        ``min_voxels`` connected voxels inside ``within``: the flood starts with the object's
+        voxels as known (at the seed's logit) and its seed at the voxel of that piece farthest
+        from its surface (where its FOV fits), so it goes on from where the other canvas
+        stopped, as one canvas's flood would have crossed on. Objects in the order of their
+        numbers, larger pieces first; an accepted flood is a new object of this canvas that
+        continues the existing one (``continued``), and the voxels of the existing object it
+        did not claim stay the existing object's."""
+        region = self.segmentation[within]
+        numbers = np.unique(region[region >= EXISTING])
+        offset = [s.start or 0 for s in within]
+        for existing in numbers.tolist():
+            pieces, count = ndimage.label(self.segmentation[within] == existing)
+            sizes = np.bincount(pieces.ravel(), minlength=count + 1)[1:]
+            boxes = ndimage.find_objects(pieces)
+            for piece in (np.argsort(-sizes, kind="stable") + 1).tolist():
+                box = boxes[piece - 1]
+                assert box is not None
+                corner = [o + b.start for o, b in zip(offset, box, strict=True)]
+                canvas_box = tuple(
+                    slice(c, c + b.stop - b.start) for c, b in zip(corner, box, strict=True)
+                )
+                # (what an earlier flood of this object claimed is no longer held)
+                held = (pieces[box] == piece) & (self.segmentation[canvas_box] == existing)
+                if int(held.sum()) < min_voxels:
+                    continue
+                start = self._deepest(held, corner)
+                if start is not None:
+                    yield from self._continue(existing, start)
+
+    def _deepest(self, piece: npt.NDArray[np.bool_], offset: Sequence[int]) -> Vec3 | None:
+        """The voxel of ``piece`` (a box at ``offset`` of the canvas) farthest from its surface
+        where a FOV fits and the mask allows a seed, in canvas voxels; None if there is none."""
+        depth = edt.edt(np.pad(piece, 1), black_border=True)[1:-1, 1:-1, 1:-1]
+        where = np.indices(piece.shape).reshape(3, -1).T + np.asarray(offset)
+        fits = ((where >= self.margin) & (where < np.asarray(self.seed.shape) - self.margin)).all(1)
+        depth = depth.ravel()
+        depth[~fits] = 0
+        if self.mask is not None:
+            depth[self.mask[tuple(where.T)]] = 0
+        best = int(np.argmax(depth))
+        if depth[best] <= 0:
+            return None
+        return as_vec3(where[best].tolist())
+
+    def _continue(self, existing: int, start: Vec3) -> Steps:
+        started = time.perf_counter()
+        held = self.segmentation == existing
+        self.segmentation[held] = 0  # the flood may move over and claim the object's voxels
+        iters, lo, hi = yield from self.segment_at(start, known=held)
+        new_id = self._accept(start, iters, lo, hi, started)
+        self.segmentation[held & (self.segmentation <= 0)] = existing  # the rest stays its
+        if new_id is not None:
+            self.continued[new_id] = existing - EXISTING + 1
+            self.counters.objects_continued += 1
 
     def segment_all(
         self,
@@ -288,8 +387,10 @@ class Canvas:
         return self.seeds_done
 
     def final_segmentation(self) -> npt.NDArray[np.int32]:
-        """The labels with rejected-seed markers (-1) cleared to 0, as the reference saves them."""
-        return np.where(self.segmentation < 0, 0, self.segmentation).astype(np.int32)
+        """The labels with rejected-seed markers (-1) cleared to 0, as the reference saves them
+        (and the voxels existing objects still hold, which are not this canvas's)."""
+        keep = (self.segmentation > 0) & (self.segmentation < EXISTING)
+        return np.where(keep, self.segmentation, 0).astype(np.int32)
 
 
 def run_canvas(steps: Steps, predict: Predict) -> None:

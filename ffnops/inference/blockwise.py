@@ -14,6 +14,13 @@ Three tasks run on an executor, each a function of a batch of blocks:
    every worker opens through the writer plugins (a chunked format: zarr, N5, precomputed);
    voxels its own canvas left unlabelled take a neighbour's label there.
 
+With ``executor.continue_objects`` the segment task runs in up to 8 *waves* (a 2 x 2 x 2
+colouring of the grid, so no two blocks of a wave are neighbours): a block's canvas starts with
+the objects its finished neighbours (earlier waves) labelled in its read box, as existing
+objects, and floods on from each that reaches into its write box (``Canvas.continue_existing``)
+before it tries its own seeds, as one canvas would have; such a continuation is linked to the
+object it continues, whatever the overlap rule says.
+
 A worker's memory is that of one batch of blocks (its read boxes), never of the volume.
 """
 
@@ -35,8 +42,9 @@ import numpy.typing as npt
 from ffnops.atomic import remove_path, write_text
 from ffnops.blocks import Block, BlockLayout
 from ffnops.errors import FfnopsError
-from ffnops.executor import BlockTask, Executor, TaskProgress
-from ffnops.ffn.canvas import ORIGIN_DTYPE, Canvas, Counters, run_canvases
+from ffnops.executor import BlockTask, Executor, OnProgress, TaskProgress
+from ffnops.ffn.canvas import ORIGIN_DTYPE, Canvas, Counters, Steps, run_canvases
+from ffnops.ffn.geometry import Vec3
 from ffnops.ffn.predictor import TorchPredictor
 from ffnops.ffn.stitching import DISPUTES, FRACTION_OF, fragment_keys, global_ids, link_blocks
 from ffnops.inference.request import BoxRequest
@@ -92,6 +100,7 @@ class BlockwiseJob:
     layout: BlockLayout
     workdir: Path
     stitch: StitchRule = StitchRule()
+    continue_objects: bool = False  # blocks in waves, continuing their neighbours' objects
 
     def fragments_file(self, block: Block) -> Path:
         return self.workdir / "blocks" / f"{block.index}.npz"
@@ -152,10 +161,20 @@ def _predictor(job: BlockwiseJob) -> TorchPredictor:
 # ---- segment ------------------------------------------------------------------------------------
 
 
+WAVES = 8
+
+
+def wave(layout: BlockLayout, block: Block) -> int:
+    """The block's wave (0-7) under ``executor.continue_objects``: its grid cell's parities, so
+    two blocks of one wave are never neighbours (the context is at most a block)."""
+    z, y, x = layout.cell(block.index)
+    return (z % 2) * 4 + (y % 2) * 2 + x % 2
+
+
 def segment_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
     """Floods each block's canvas; the canvases of one batch share every network call."""
     request = job.request
-    canvases: list[tuple[Block, BoxImage, Canvas]] = []
+    canvases: list[tuple[Block, BoxImage, Canvas, npt.NDArray[np.uint64]]] = []
     steps = []
     for block in blocks:
         box_image = read_image(request, block.read)
@@ -167,12 +186,18 @@ def segment_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
             within=block.write.shifted(block.read.start),
             origin=block.read.shifted(request.box.start).start,
         )
-        canvases.append((block, box_image, canvas))
-        steps.append(canvas.segment_all(seeds))
+        roots = np.zeros(0, np.uint64)
+        if job.continue_objects:
+            roots = _add_neighbours(job, block, box_image, canvas)
+            within = block.write.shifted(block.read.start).shifted([-b for b in box_image.before])
+            steps.append(_continue_then_seed(canvas, within.slices, job.stitch.min_voxels, seeds))
+        else:
+            steps.append(canvas.segment_all(seeds))
+        canvases.append((block, box_image, canvas, roots))
     started = time.perf_counter()
     run_canvases(steps, _predictor(job), batch_size=max(len(blocks), 1))
     seconds = time.perf_counter() - started
-    for block, box_image, canvas in canvases:
+    for block, box_image, canvas, roots in canvases:
         origins = np.array(
             [
                 (i, *unmirrored(o.start, box_image), o.iters, o.walltime_s)
@@ -180,15 +205,93 @@ def segment_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
             ],
             dtype=ORIGIN_DTYPE,
         )
+        continued = np.array(
+            [(i, roots[n - 1]) for i, n in sorted(canvas.continued.items())], np.uint64
+        ).reshape(-1, 2)
+        covers = np.array(
+            [
+                (i, roots[n - 1], covered, held)
+                for i, found in sorted(canvas.covers.items())
+                for n, (covered, held) in sorted(found.items())
+            ],
+            np.uint64,
+        ).reshape(-1, 4)
         _save_npz(
             job.fragments_file(block),
             labels=box_image.crop(canvas.final_segmentation()).astype(np.uint32),
             origins=origins,
+            continued=continued,
+            covers=covers,
             counters=np.asarray(json.dumps(canvas.counters.as_dict())),
             boxes=np.asarray(json.dumps([str(block.read), str(block.write)])),
             seconds=np.asarray(seconds / len(blocks)),
             peak_rss_mb=np.asarray(peak_rss_mb()),
         )
+
+
+def _continue_then_seed(
+    canvas: Canvas, within: tuple[slice, slice, slice], min_voxels: int, seeds: list[Vec3]
+) -> Steps:
+    yield from canvas.continue_existing(within, min_voxels)
+    yield from canvas.segment_all(seeds)
+
+
+def roots(job: BlockwiseJob, block: Block) -> dict[int, int]:
+    """A segmented block's fragments that continue an earlier block's object: local id -> the
+    key of that object's first fragment (its root)."""
+    with np.load(job.fragments_file(block), allow_pickle=False) as data:
+        pairs = np.asarray(data["continued"]) if "continued" in data else np.zeros((0, 2))
+    return {int(a): int(b) for a, b in pairs}
+
+
+def continuation_links(job: BlockwiseJob, block: Block) -> npt.NDArray[np.uint64]:
+    """The links a block's canvas made with its neighbours' objects (``continue_objects``):
+    each continuation with the object it continues, and any of its objects with an existing one
+    whose voxels its flood covered (at least ``stitch_min_voxels``, and more than
+    ``stitch_min_fraction`` of that object's voxels in the flood's box): the flood said they are
+    one, where the existing object kept its voxels."""
+    with np.load(job.fragments_file(block), allow_pickle=False) as data:
+        if "continued" not in data:
+            return np.zeros((0, 2), np.uint64)
+        continued = np.asarray(data["continued"], np.uint64)
+        covers = np.asarray(data["covers"], np.uint64).astype(np.int64)
+    rule = job.stitch
+    covered = covers[:, 2]
+    chosen = (covered >= rule.min_voxels) & (covered > rule.min_fraction * covers[:, 3])
+    pairs = np.concatenate([continued, covers[chosen][:, :2].astype(np.uint64)])
+    pairs[:, 0] = (np.uint64(block.index) << np.uint64(32)) | pairs[:, 0]
+    return pairs
+
+
+def _add_neighbours(
+    job: BlockwiseJob, block: Block, box_image: BoxImage, canvas: Canvas
+) -> npt.NDArray[np.uint64]:
+    """Puts the objects that the block's finished neighbours (earlier waves) labelled in its
+    read box into its canvas as existing objects, each by its root fragment (the latest wave's
+    label first where two label a voxel); returns the root keys, object n's at ``n - 1``."""
+    mine = wave(job.layout, block)
+    earlier = [n for n in job.layout.neighbours(block) if wave(job.layout, n) < mine]
+    earlier.sort(key=lambda n: (-wave(job.layout, n), n.index))
+    keys = np.zeros(block.read.size, np.uint64)
+    for other in earlier:
+        shared = block.read.intersect(other.read)
+        assert shared is not None
+        local = load_labels(job, other)[shared.shifted(other.read.start).slices]
+        fragments = fragment_keys(other.index, local)
+        for local_id, root in roots(job, other).items():
+            fragments[local == local_id] = root
+        region = keys[shared.shifted(block.read.start).slices]
+        free = region == 0
+        region[free] = fragments[free]
+    found, numbers = np.unique(keys, return_inverse=True)
+    numbers = numbers.reshape(keys.shape)
+    if found[0] != 0:  # numbers from 1, 0 stays "none"
+        numbers += 1
+        found = np.concatenate([[np.uint64(0)], found])
+    widths = list(zip(box_image.before, box_image.after, strict=True))
+    canvas.add_existing(np.pad(numbers.astype(np.int64), widths))
+    root_keys: npt.NDArray[np.uint64] = found[1:].astype(np.uint64)
+    return root_keys
 
 
 def segmented(job: BlockwiseJob, block: Block) -> bool:
@@ -282,6 +385,7 @@ def number_objects(job: BlockwiseJob) -> tuple[int, int, int, int]:
         with np.load(job.links_file(block), allow_pickle=False) as data:
             pair_lists.append(np.asarray(data["pairs"], np.uint64))
             dropped += int(data["dropped"])
+        pair_lists.append(continuation_links(job, block))
     linked = np.concatenate(pair_lists) if pair_lists else np.zeros((0, 2), np.uint64)
     ids = global_ids(keys, [linked])
     _save_npz(job.ids_file, keys=keys, ids=ids)
@@ -346,23 +450,26 @@ def run_blockwise(
     """Segments, matches, numbers and relabels; ``output_uri`` is where workers open the
     (created, not yet committed) output for writing."""
     seconds: dict[str, float] = {}
-    tasks = [
-        BlockTask(
+    started = time.perf_counter()
+    if job.continue_objects:
+        segment_in_waves(job, executor, batch_size, partial(on_progress, "segment"))
+    else:
+        segment = BlockTask(
             "segment",
             job.layout,
             partial(segment_blocks, job),
             partial(segmented, job),
             job.workdir,
             batch_size,
-        ),
-        BlockTask(
-            "match", job.layout, partial(match_blocks, job), partial(matched, job), job.workdir
-        ),
-    ]
-    for task in tasks:
-        started = time.perf_counter()
-        executor.run(task, partial(on_progress, task.name))
-        seconds[task.name] = time.perf_counter() - started
+        )
+        executor.run(segment, partial(on_progress, "segment"))
+    seconds["segment"] = time.perf_counter() - started
+    match = BlockTask(
+        "match", job.layout, partial(match_blocks, job), partial(matched, job), job.workdir
+    )
+    started = time.perf_counter()
+    executor.run(match, partial(on_progress, "match"))
+    seconds["match"] = time.perf_counter() - started
     started = time.perf_counter()
     objects, fragments, linked, dropped = number_objects(job)
     seconds["number"] = time.perf_counter() - started
@@ -384,6 +491,37 @@ def run_blockwise(
     return BlockwiseSummary(
         objects, fragments, linked, dropped, counters, seconds, block_seconds, peak
     )
+
+
+def segment_in_waves(
+    job: BlockwiseJob, executor: Executor, batch_size: int, on_progress: OnProgress
+) -> None:
+    """The segment task one wave after another (``executor.continue_objects``); progress is
+    over every block, as one task's."""
+    layout = job.layout
+    blocks = list(layout.blocks())
+    before = sum(segmented(job, b) for b in blocks)
+    for number in sorted({wave(layout, b) for b in blocks}):
+        done = sum(segmented(job, b) for b in blocks)
+
+        def report(progress: TaskProgress, done: int = done) -> None:
+            ran = max(progress.done - progress.skipped, 0)  # blocks of this wave, this run
+            on_progress(TaskProgress(len(blocks), done + ran, before, progress.failed))
+
+        task = BlockTask(
+            "segment",
+            layout,
+            partial(segment_blocks, job),
+            partial(segmented_in_wave, job, number),
+            job.workdir,
+            batch_size,
+        )
+        executor.run(task, report)
+
+
+def segmented_in_wave(job: BlockwiseJob, number: int, block: Block) -> bool:
+    """Done for this wave: segmented, or a block of another wave."""
+    return wave(job.layout, block) != number or segmented(job, block)
 
 
 def clear_work(job: BlockwiseJob, keep_blocks: bool = False) -> None:

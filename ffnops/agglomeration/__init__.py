@@ -1,0 +1,1 @@
+"""After flood filling: combining segmentations and joining objects (docs/agglomeration.md)."""
