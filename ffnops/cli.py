@@ -144,6 +144,11 @@ COMMANDS: dict[str, Command] = {
             "Combine two or more segmentations where they agree (google/ffn's split consensus).",
             "ffnops.commands.consensus:run",
         ),
+        Command(
+            "agglomerate",
+            "Join objects the FFN, run again on their contact, floods into each other.",
+            "ffnops.commands.agglomerate:run",
+        ),
     )
 }
 

@@ -91,6 +91,7 @@ class TrackingConfig:
     alias: str | None = None
     inference_experiment: str = "inference"
     evaluation_experiment: str = "evaluation"  # runs of `ffnops evaluate` without run_id
+    agglomeration_experiment: str = "agglomeration"  # runs of `ffnops agglomerate`
     tags: dict[str, str] = field(default_factory=dict)
     parent_run_id: str | None = None  # nest this command's run under a pipeline's run
 
@@ -391,6 +392,32 @@ class InferCommand:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     viewer: ViewerConfig = field(default_factory=ViewerConfig)
+
+
+@dataclass
+class AgglomerateCommand:
+    """``ffnops agglomerate model=models:/... seg=URI image=URI output=URI``: join objects that
+    the FFN, run again on their contact, floods into each other (docs/agglomeration.md)."""
+
+    model_uri: str = "models:/ffn@champion"
+    seg: str = MISSING
+    image: str = MISSING
+    output: str = MISSING
+    bbox: str | None = None
+    mask: str | None = None
+    image_mean: float | None = None
+    image_stddev: float | None = None
+    radius: list[int] = field(default_factory=lambda: [32, 32, 32])  # subvolume: 2 r + 1
+    analysis_radius: list[int] = field(default_factory=lambda: [16, 16, 16])
+    min_contact: int = 20  # voxel faces; smaller contacts are not tried
+    min_voxels: int = 1000  # objects smaller than this are not tried
+    merge_iou: float = 0.8  # join when the two floods' IoU is at least this ...
+    min_recovery: float = 0.6  # ... and each flood recovers this much of its own object
+    overwrite: bool = False
+    inference: InferenceOptions = field(default_factory=InferenceOptions)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
 
 
 @dataclass

@@ -35,6 +35,7 @@ COMMAND_SCHEMAS: dict[str, type] = {
     "mesh": schemas.MeshCommand,
     "skeletons": schemas.SkeletonsCommand,
     "consensus": schemas.ConsensusCommand,
+    "agglomerate": schemas.AgglomerateCommand,
     "partitions": schemas.PartitionsCommand,
     "coordinates": schemas.CoordinatesCommand,
     "train": schemas.TrainCommand,

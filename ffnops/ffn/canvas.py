@@ -296,11 +296,11 @@ class Canvas:
                 held = (pieces[box] == piece) & (self.segmentation[canvas_box] == existing)
                 if int(held.sum()) < min_voxels:
                     continue
-                start = self._deepest(held, corner)
+                start = self.deepest(held, corner)
                 if start is not None:
                     yield from self._continue(existing, start)
 
-    def _deepest(self, piece: npt.NDArray[np.bool_], offset: Sequence[int]) -> Vec3 | None:
+    def deepest(self, piece: npt.NDArray[np.bool_], offset: Sequence[int]) -> Vec3 | None:
         """The voxel of ``piece`` (a box at ``offset`` of the canvas) farthest from its surface
         where a FOV fits and the mask allows a seed, in canvas voxels; None if there is none."""
         depth = edt.edt(np.pad(piece, 1), black_border=True)[1:-1, 1:-1, 1:-1]
