@@ -298,7 +298,11 @@ def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
         compare(read(workdir, blockwise_name), local, reference, labels, google, block)
     # Blocks in waves, each canvas continuing its finished neighbours' objects (the default).
     name = f"{blockwise_name}_continue"
-    c = infer(workdir, name, model, image, *blockwise_args, "executor.continue_objects=true")
+    # Waves of one block (2 x 2 x 2 blocks) keep one worker busy: it gets every core.
+    threads = f"executor.num_threads={os.cpu_count()}"
+    c = infer(
+        workdir, name, model, image, *blockwise_args, "executor.continue_objects=true", threads
+    )
     print(
         f"\n### executor.continue_objects=true: {timing('continuing', c)}; "
         f"{int(c['objects_continued'])} continuations, {int(c['stitch_links'])} links"

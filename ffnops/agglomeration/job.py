@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from tqdm import tqdm
 
 from ffnops.agglomeration.resegmentation import (
     Contact,
@@ -45,12 +46,12 @@ from ffnops.agglomeration.resegmentation import (
 from ffnops.atomic import write_text
 from ffnops.blocks import Block, BlockLayout
 from ffnops.executor import BlockTask, Executor, TaskProgress
-from ffnops.ffn.canvas import run_canvases
+from ffnops.ffn.canvas import Canvas, run_canvases
 from ffnops.ffn.geometry import as_vec3
 from ffnops.ffn.predictor import TorchPredictor
 from ffnops.inference.request import BoxRequest
 from ffnops.inference.runner import make_canvas, make_predictor, read_image
-from ffnops.volume import BBox
+from ffnops.volume import BBox, Volume
 from ffnops.volumes import open_volume
 
 SCORE_FIELDS = ("a", "b", "faces", "z", "y", "x", "tried", "iou", "recovered_a", "recovered_b")
@@ -191,41 +192,29 @@ def resegment_blocks(job: AgglomerationJob, blocks: Sequence[Block], batch_size:
     """Resegments each block's pairs, ``batch_size`` canvases sharing each network call."""
     with np.load(job.pairs_file) as data:
         planned = np.asarray(data["pairs"])
-    request, settings = job.request, job.settings
+    settings = job.settings
     predictor = _predictor(job)
     with open_volume(job.seg_uri) as seg:
-        shape = seg.shape
         for block in blocks:
-            mine = planned[planned[:, 6] == block.index]
+            mine = planned[planned[:, 6] == block.index].tolist()
             started = time.perf_counter()
             scores: list[PairScore] = []
-            steps = []
-            for a, b, faces, z, y, x, _ in mine.tolist():
-                contact = Contact(a, b, faces, (z, y, x))
-                box = subvolume(contact.point, settings.radius, shape)
-                box_image = read_image(request, box)
-                labels = np.pad(
-                    np.asarray(seg.read(box)).astype(np.int64),
-                    list(zip(box_image.before, box_image.after, strict=True)),
-                )
-                point = [
-                    p - s + o
-                    for p, s, o in zip(contact.point, box.start, box_image.before, strict=True)
-                ]
-                if any(
-                    n < f
-                    for n, f in zip(box_image.image.shape, request.settings.fov_size, strict=True)
-                ):
-                    scores.append(PairScore(a, b, faces, contact.point, False))
-                    continue
-                canvas = make_canvas(request, box_image, keep_probabilities=False)
-                steps.append(
-                    _collect(
-                        resegment(canvas, labels, contact, point, settings.analysis_radius), scores
-                    )
-                )
             network = _Timed(predictor)
-            run_canvases(steps, network, batch_size=batch_size)
+            bar = tqdm(total=len(mine), desc=f"block {block.index}: pairs", unit="pair")
+            # batch_size pairs at a time: a worker holds that many subvolumes, never a block's all
+            for first in range(0, len(mine), batch_size):
+                steps = []
+                for a, b, faces, z, y, x, _ in mine[first : first + batch_size]:
+                    contact = Contact(a, b, faces, (z, y, x))
+                    canvas, labels, point = _pair_canvas(job, seg, contact)
+                    if canvas is None:
+                        scores.append(PairScore(a, b, faces, contact.point, False))
+                        bar.update()
+                        continue
+                    pair = resegment(canvas, labels, contact, point, settings.analysis_radius)
+                    steps.append(_collect(pair, scores, bar))
+                run_canvases(steps, network, batch_size=batch_size)
+            bar.close()
             _save(
                 job.scores_file(block),
                 scores=np.array(
@@ -241,10 +230,30 @@ def resegment_blocks(job: AgglomerationJob, blocks: Sequence[Block], batch_size:
             )
 
 
-def _collect(steps: Any, into: list[PairScore]) -> Any:
+def _pair_canvas(
+    job: AgglomerationJob, seg: Volume, contact: Contact
+) -> tuple[Canvas | None, npt.NDArray[np.int64], list[int]]:
+    """The canvas over the subvolume around ``contact``'s point, the segmentation there and the
+    point, both in the canvas's voxels; no canvas where the volume's faces leave less than a FOV."""
+    request = job.request
+    box = subvolume(contact.point, job.settings.radius, seg.shape)
+    box_image = read_image(request, box)
+    labels = np.pad(
+        np.asarray(seg.read(box)).astype(np.int64),
+        list(zip(box_image.before, box_image.after, strict=True)),
+    )
+    point = [p - s + o for p, s, o in zip(contact.point, box.start, box_image.before, strict=True)]
+    fov = request.settings.fov_size
+    if any(n < f for n, f in zip(box_image.image.shape, fov, strict=True)):
+        return None, labels, point
+    return make_canvas(request, box_image, keep_probabilities=False), labels, point
+
+
+def _collect(steps: Any, into: list[PairScore], bar: tqdm) -> Any:
     """Drives ``steps`` (a resegmentation) and keeps its score."""
     score = yield from steps
     into.append(score)
+    bar.update()
 
 
 class _Timed:

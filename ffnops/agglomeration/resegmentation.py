@@ -38,7 +38,7 @@ from ffnops.volume import BBox
 class ResegmentationSettings:
     """``agglomerate``'s settings (docs/agglomeration.md)."""
 
-    radius: Vec3 = (32, 32, 32)  # the subvolume around a contact point: 2 r + 1 voxels an axis
+    radius: Vec3 = (24, 24, 24)  # the subvolume around a contact point: 2 r + 1 voxels an axis
     analysis_radius: Vec3 = (16, 16, 16)  # where the two floods are compared
     min_contact: int = 20  # voxel faces two objects share; smaller contacts are not tried
     min_voxels: int = 1000  # objects smaller than this are not tried

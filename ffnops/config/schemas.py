@@ -407,7 +407,7 @@ class AgglomerateCommand:
     mask: str | None = None
     image_mean: float | None = None
     image_stddev: float | None = None
-    radius: list[int] = field(default_factory=lambda: [32, 32, 32])  # subvolume: 2 r + 1
+    radius: list[int] = field(default_factory=lambda: [24, 24, 24])  # subvolume: 2 r + 1
     analysis_radius: list[int] = field(default_factory=lambda: [16, 16, 16])
     min_contact: int = 20  # voxel faces; smaller contacts are not tried
     min_voxels: int = 1000  # objects smaller than this are not tried
