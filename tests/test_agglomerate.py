@@ -13,7 +13,9 @@ from commands import ffnops as run_ffnops
 from mlflow.tracking import MlflowClient
 from oracle import register_oracle
 
+from ffnops.agglomeration.resegmentation import find_contacts
 from ffnops.sample_data.synthetic import synthetic_volume
+from ffnops.volume import BBox
 from ffnops.volumes import open_volume, write_array
 
 ffnops = partial(run_ffnops, timeout=600)
@@ -118,3 +120,19 @@ def test_bad_input_is_one_line_and_writes_nothing(
     (line,) = proc.stderr.strip().splitlines()
     assert message in line
     assert sorted(p.name for p in path.iterdir()) == before
+
+
+def test_blocks_count_every_contact_face_once() -> None:
+    """A block reads one voxel beyond its far faces, to see the faces to its next block; with
+    ``within`` it counts only faces whose first voxel is its own, so the sums over blocks are the
+    whole volume's whatever the blocks."""
+    _, labels = synthetic_volume((40, 40, 40), objects=8, seed=1)
+    whole = {(c.a, c.b): c.faces for c in find_contacts(labels, (0, 0, 0))}
+    assert len(whole) >= 5
+    summed: dict[tuple[int, int], int] = {}
+    for box in BBox.from_shape(labels.shape).blocks((16, 20, 40)):
+        stop = [min(e + 1, n) for e, n in zip(box.stop, labels.shape, strict=True)]
+        grown = labels[tuple(slice(a, b) for a, b in zip(box.start, stop, strict=True))]
+        for c in find_contacts(grown, box.start, within=box.size):
+            summed[(c.a, c.b)] = summed.get((c.a, c.b), 0) + c.faces
+    assert summed == whole

@@ -54,7 +54,7 @@ from ffnops.inference.runner import make_canvas, make_predictor, read_image
 from ffnops.volume import BBox, Volume
 from ffnops.volumes import open_volume
 
-SCORE_FIELDS = ("a", "b", "faces", "z", "y", "x", "tried", "iou", "recovered_a", "recovered_b")
+SCORE_FIELDS = ("faces", "z", "y", "x", "tried", "iou", "recovered_a", "recovered_b")
 
 
 @dataclass(frozen=True)
@@ -116,55 +116,55 @@ def contact_blocks(job: AgglomerationJob, blocks: Sequence[Block]) -> None:
             far = [min(e + 1, s) for e, s in zip(block.write.stop, box.stop, strict=True)]
             size = as_vec3([f - a for f, a in zip(far, block.write.start, strict=True)])
             grown = BBox(block.write.start, size)  # and the faces to the next blocks
-            labels = np.asarray(seg.read(grown)).astype(np.int64)
+            labels = np.asarray(seg.read(grown)).astype(np.uint64)
             own = labels[tuple(slice(0, n) for n in block.write.size)]
             ids, sizes = np.unique(own[own > 0], return_counts=True)
-            found = find_contacts(labels, grown.start)
+            found = find_contacts(labels, grown.start, within=block.write.size)
             _save(
                 job.contacts_file(block),
-                pairs=np.array([(c.a, c.b, c.faces, *c.point) for c in found], np.int64).reshape(
-                    -1, 6
-                ),
-                ids=ids.astype(np.int64),
+                objects=np.array([(c.a, c.b) for c in found], np.uint64).reshape(-1, 2),
+                contacts=np.array([(c.faces, *c.point) for c in found], np.int64).reshape(-1, 4),
+                ids=ids.astype(np.uint64),
                 sizes=sizes.astype(np.int64),
             )
 
 
-def plan_pairs(job: AgglomerationJob) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]:
+def plan_pairs(job: AgglomerationJob) -> tuple[npt.NDArray[np.uint64], int]:
     """Sums the blocks' contacts and sizes; writes the pairs to resegment, each with its block;
-    returns (object ids, their sizes, the number of touching pairs)."""
-    rows, id_list, size_list = [], [], []
+    returns (the object ids, the number of touching pairs)."""
+    objects, contacts, id_list, size_list = [], [], [], []
     for block in job.layout.blocks():
         with np.load(job.contacts_file(block)) as data:
-            rows.append(data["pairs"])
-            id_list.append(data["ids"])
-            size_list.append(data["sizes"])
+            objects.append(np.asarray(data["objects"], np.uint64))
+            contacts.append(np.asarray(data["contacts"], np.int64))
+            id_list.append(np.asarray(data["ids"], np.uint64))
+            size_list.append(np.asarray(data["sizes"], np.int64))
     ids, inverse = np.unique(np.concatenate(id_list), return_inverse=True)
     sizes = np.bincount(inverse.ravel(), weights=np.concatenate(size_list)).astype(np.int64)
-    every = np.concatenate(rows) if rows else np.zeros((0, 6), np.int64)
-    chosen = np.zeros((0, 7), np.int64)
+    every, rows = np.concatenate(objects), np.concatenate(contacts)
+    chosen, plan = np.zeros((0, 2), np.uint64), np.zeros((0, 5), np.int64)
     touching = 0
     if len(every):
-        pairs, group = np.unique(every[:, :2], axis=0, return_inverse=True)
+        pairs, group = np.unique(every, axis=0, return_inverse=True)
         group = group.ravel()
         touching = len(pairs)
-        faces = np.bincount(group, weights=every[:, 2]).astype(np.int64)
+        faces = np.bincount(group, weights=rows[:, 0]).astype(np.int64)
         # Each pair's point: from the block where it shares the most faces (first such row).
-        order = np.lexsort((-every[:, 2], group))
+        order = np.lexsort((-rows[:, 0], group))
         first = order[np.searchsorted(group[order], np.arange(len(pairs)))]
-        size_of = dict(zip(ids.tolist(), sizes.tolist(), strict=True))
-        big = np.array(
-            [min(size_of[a], size_of[b]) >= job.settings.min_voxels for a, b in pairs.tolist()],
-            bool,
-        ).reshape(-1)
-        keep = (faces >= job.settings.min_contact) & big
-        points = every[first, 3:6]
+        size = sizes[np.searchsorted(ids, pairs)]  # (n, 2): every object of a pair is an id
+        keep = (faces >= job.settings.min_contact) & (size.min(axis=1) >= job.settings.min_voxels)
+        points = rows[first, 1:4]
         blocks = np.array([block_of(job.layout, p) for p in points.tolist()], np.int64)
-        chosen = np.concatenate([pairs, faces[:, None], points, blocks.reshape(-1, 1)], axis=1)[
-            keep
-        ]
-    _save(job.pairs_file, pairs=chosen, settings=np.asarray(json.dumps(asdict(job.settings))))
-    return ids, sizes, touching
+        chosen = pairs[keep]
+        plan = np.concatenate([faces[:, None], points, blocks.reshape(-1, 1)], axis=1)[keep]
+    _save(
+        job.pairs_file,
+        objects=chosen,
+        plan=plan,
+        settings=np.asarray(json.dumps(asdict(job.settings))),
+    )
+    return ids, touching
 
 
 def block_of(layout: BlockLayout, point: Sequence[int]) -> int:
@@ -191,12 +191,16 @@ def _predictor(job: AgglomerationJob) -> TorchPredictor:
 def resegment_blocks(job: AgglomerationJob, blocks: Sequence[Block], batch_size: int) -> None:
     """Resegments each block's pairs, ``batch_size`` canvases sharing each network call."""
     with np.load(job.pairs_file) as data:
-        planned = np.asarray(data["pairs"])
+        objects, plan = np.asarray(data["objects"], np.uint64), np.asarray(data["plan"])
     settings = job.settings
     predictor = _predictor(job)
     with open_volume(job.seg_uri) as seg:
         for block in blocks:
-            mine = planned[planned[:, 6] == block.index].tolist()
+            here = plan[:, 4] == block.index
+            mine = [
+                (int(a), int(b), *row)
+                for (a, b), row in zip(objects[here].tolist(), plan[here, :4].tolist(), strict=True)
+            ]
             started = time.perf_counter()
             scores: list[PairScore] = []
             network = _Timed(predictor)
@@ -204,7 +208,7 @@ def resegment_blocks(job: AgglomerationJob, blocks: Sequence[Block], batch_size:
             # batch_size pairs at a time: a worker holds that many subvolumes, never a block's all
             for first in range(0, len(mine), batch_size):
                 steps = []
-                for a, b, faces, z, y, x, _ in mine[first : first + batch_size]:
+                for a, b, faces, z, y, x in mine[first : first + batch_size]:
                     contact = Contact(a, b, faces, (z, y, x))
                     canvas, labels, point = _pair_canvas(job, seg, contact)
                     if canvas is None:
@@ -217,9 +221,10 @@ def resegment_blocks(job: AgglomerationJob, blocks: Sequence[Block], batch_size:
             bar.close()
             _save(
                 job.scores_file(block),
+                objects=np.array([(s.a, s.b) for s in scores], np.uint64).reshape(-1, 2),
                 scores=np.array(
                     [
-                        (s.a, s.b, s.faces, *s.point, s.tried, s.iou, s.recovered_a, s.recovered_b)
+                        (s.faces, *s.point, s.tried, s.iou, s.recovered_a, s.recovered_b)
                         for s in scores
                     ],
                     np.float64,
@@ -232,14 +237,14 @@ def resegment_blocks(job: AgglomerationJob, blocks: Sequence[Block], batch_size:
 
 def _pair_canvas(
     job: AgglomerationJob, seg: Volume, contact: Contact
-) -> tuple[Canvas | None, npt.NDArray[np.int64], list[int]]:
+) -> tuple[Canvas | None, npt.NDArray[np.uint64], list[int]]:
     """The canvas over the subvolume around ``contact``'s point, the segmentation there and the
     point, both in the canvas's voxels; no canvas where the volume's faces leave less than a FOV."""
     request = job.request
     box = subvolume(contact.point, job.settings.radius, seg.shape)
     box_image = read_image(request, box)
     labels = np.pad(
-        np.asarray(seg.read(box)).astype(np.int64),
+        np.asarray(seg.read(box)).astype(np.uint64),
         list(zip(box_image.before, box_image.after, strict=True)),
     )
     point = [p - s + o for p, s, o in zip(contact.point, box.start, box_image.before, strict=True)]
@@ -276,20 +281,11 @@ def load_scores(job: AgglomerationJob) -> list[PairScore]:
     scores = []
     for block in job.layout.blocks():
         with np.load(job.scores_file(block)) as data:
-            for row in np.asarray(data["scores"]).tolist():
-                a, b, faces, z, y, x, tried, iou, ra, rb = row
-                scores.append(
-                    PairScore(
-                        int(a),
-                        int(b),
-                        int(faces),
-                        (int(z), int(y), int(x)),
-                        bool(tried),
-                        iou,
-                        ra,
-                        rb,
-                    )
-                )
+            objects = np.asarray(data["objects"], np.uint64).tolist()
+            values = np.asarray(data["scores"]).tolist()
+        for (a, b), (faces, z, y, x, tried, iou, ra, rb) in zip(objects, values, strict=True):
+            point = (int(z), int(y), int(x))
+            scores.append(PairScore(a, b, int(faces), point, bool(tried), iou, ra, rb))
     return sorted(scores, key=lambda s: (s.a, s.b))
 
 
@@ -335,7 +331,7 @@ def run_agglomeration(
     )
     executor.run(contacts, partial(on_progress, "contacts"))
     seconds["contacts"] = time.perf_counter() - started
-    ids, _, touching = plan_pairs(job)
+    ids, touching = plan_pairs(job)
     started = time.perf_counter()
     task = BlockTask(
         "resegment",
@@ -348,7 +344,7 @@ def run_agglomeration(
     seconds["resegment"] = time.perf_counter() - started
     scores = load_scores(job)
     joined = [(s.a, s.b) for s in scores if s.joins(job.settings)]
-    new = joined_ids(ids, np.array(joined, np.int64).reshape(-1, 2))
+    new = joined_ids(ids, np.array(joined, np.uint64).reshape(-1, 2))
     _save(workdir / "joined.npz", ids=ids.astype(np.uint64), new=new)
     started = time.perf_counter()
     relabel = BlockTask(

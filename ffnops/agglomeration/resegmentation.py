@@ -79,20 +79,27 @@ class Contact:
     point: Vec3
 
 
-def find_contacts(labels: npt.NDArray[np.integer], origin: Sequence[int]) -> list[Contact]:
+def find_contacts(
+    labels: npt.NDArray[np.integer], origin: Sequence[int], within: Sequence[int] | None = None
+) -> list[Contact]:
     """Every pair of different objects that are 6-neighbours in ``labels`` (a box at ``origin``):
-    the faces they share and the voxel on the contact nearest its mean."""
-    seg = np.asarray(labels).astype(np.int64)
+    the faces they share and the voxel on the contact nearest its mean. With ``within`` (a
+    size), only faces whose first voxel lies in ``labels[:within]``: a block's own faces, those
+    to its next blocks included, so blocks that overlap by a voxel count each face once."""
+    seg = np.asarray(labels).astype(np.uint64)
+    limit = np.asarray(within if within is not None else seg.shape)
     pairs, where = [], []
     for axis in range(3):
         lo = tuple(slice(0, -1) if d == axis else slice(None) for d in range(3))
         hi = tuple(slice(1, None) if d == axis else slice(None) for d in range(3))
         p, q = seg[lo], seg[hi]
         touch = (p != q) & (p > 0) & (q > 0)
+        points = np.argwhere(touch)
         first, second = p[touch], q[touch]
+        own = (points < limit).all(axis=1)
+        points, first, second = points[own], first[own], second[own]
         low = first < second
         pairs.append(np.stack([np.where(low, first, second), np.where(low, second, first)], 1))
-        points = np.argwhere(touch)
         points[~low, axis] += 1  # the voxel of the smaller id
         where.append(points)
     every, at = np.concatenate(pairs), np.concatenate(where)
@@ -194,6 +201,12 @@ def joined_ids(
         return keys
     pairs = np.asarray(pairs, np.uint64).reshape(-1, 2)
     rows, cols = np.searchsorted(keys, pairs[:, 0]), np.searchsorted(keys, pairs[:, 1])
+    found = (rows < len(keys)) & (cols < len(keys))
+    found[found] &= (keys[rows[found]] == pairs[found, 0]) & (keys[cols[found]] == pairs[found, 1])
+    if not found.all():
+        raise ValueError(
+            f"joined pairs name ids that are not objects: {pairs[~found][:3].tolist()}"
+        )
     graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(keys), len(keys)))
     _, component = connected_components(graph, directed=False)
     smallest = np.full(component.max() + 1, np.iinfo(np.uint64).max, np.uint64)

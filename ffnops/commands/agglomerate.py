@@ -68,7 +68,7 @@ def run(cfg: DictConfig) -> None:
     except ValueError as exc:
         raise FfnopsError(str(exc)) from None
     with open_volume(cfg.seg, dtypes=LABEL_DTYPES) as seg, open_volume(cfg.image) as image:
-        for what in ("shape", "voxel_size"):
+        for what in ("shape", "voxel_size", "offset"):
             mine, theirs = getattr(seg, what), getattr(image, what)
             if tuple(mine) != tuple(theirs):
                 raise FfnopsError(

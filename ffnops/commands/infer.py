@@ -348,13 +348,15 @@ def infer_blockwise(
         config.stitch_disputes,
     )
     if config.continue_objects and any(
-        c > b for c, b in zip(layout.context, layout.block_size, strict=True)
+        2 * c > b for c, b in zip(layout.context, layout.block_size, strict=True)
     ):
         raise FfnopsError(
-            f"executor.continue_objects needs a context (FOV radius + executor.overlap = "
-            f"{list(layout.context)}) no larger than executor.block_size {list(layout.block_size)}"
+            f"executor.continue_objects needs twice the context (FOV radius + executor.overlap = "
+            f"{list(layout.context)}) no larger than executor.block_size "
+            f"{list(layout.block_size)}, so that no two blocks of a wave overlap"
         )
-    continuing = ["continue_objects"] if config.continue_objects else []
+    # What a continuing block's canvas depends on besides the rest (its continuations' size).
+    continuing = ["continue_objects", config.stitch_min_voxels] if config.continue_objects else []
     digest = job_key(
         cfg,
         request,

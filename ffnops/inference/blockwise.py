@@ -166,7 +166,7 @@ WAVES = 8
 
 def wave(layout: BlockLayout, block: Block) -> int:
     """The block's wave (0-7) under ``executor.continue_objects``: its grid cell's parities, so
-    two blocks of one wave are never neighbours (the context is at most a block)."""
+    two blocks of one wave are never neighbours (twice the context is at most a block)."""
     z, y, x = layout.cell(block.index)
     return (z % 2) * 4 + (y % 2) * 2 + x % 2
 
