@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ffnops.errors import VolumeExistsError
 
@@ -72,3 +75,14 @@ def write_text(final: str | os.PathLike[str], text: str) -> None:
     tmp = fresh_partial(final)
     tmp.write_text(text)
     publish(tmp, final)
+
+
+def write_npz(path: Path, **arrays: Any) -> None:
+    """Writes ``path`` (compressed npz) whole or not at all; the temporary name is this
+    process's own, so two workers that run the same block (a retried one) never write into one
+    file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)

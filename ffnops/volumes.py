@@ -58,6 +58,20 @@ def open_volume(
     return volume  # type: ignore[no-any-return]
 
 
+def check_same_voxels(
+    volume: Volume, named: str, reference: Volume, reference_named: str, why: str
+) -> None:
+    """``volume`` covers the voxels ``reference`` does (shape, voxel size and offset), or one
+    line naming both as ``named`` / ``reference_named`` and ``why`` it matters."""
+    for what in ("shape", "voxel_size", "offset"):
+        mine, theirs = getattr(volume, what), getattr(reference, what)
+        if tuple(mine) != tuple(theirs):
+            raise FfnopsError(
+                f"{named} has {what} {list(mine)}, {reference_named} has {list(theirs)} "
+                f"(z, y, x): {why}"
+            )
+
+
 def box_of(volume: Volume, text: str | None, key: str = "bbox") -> BBox:
     """The box ``key=text`` names in ``volume`` (all of it when unset), checked: of the form
     ``z0:z1,y0:y1,x0:x1``, not empty, and inside the volume."""

@@ -22,7 +22,6 @@ and the result is the same.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -43,14 +42,13 @@ from ffnops.agglomeration.resegmentation import (
     resegment,
     subvolume,
 )
-from ffnops.atomic import write_text
+from ffnops.atomic import write_npz, write_text
 from ffnops.blocks import Block, BlockLayout
 from ffnops.executor import BlockTask, Executor, TaskProgress
 from ffnops.ffn.canvas import Canvas, run_canvases
 from ffnops.ffn.geometry import as_vec3
-from ffnops.ffn.predictor import TorchPredictor
 from ffnops.inference.request import BoxRequest
-from ffnops.inference.runner import make_canvas, make_predictor, read_image
+from ffnops.inference.runner import make_canvas, read_image, worker_predictor
 from ffnops.volume import BBox, Volume
 from ffnops.volumes import open_volume
 
@@ -94,14 +92,6 @@ class AgglomerationSummary:
     network_seconds: float
 
 
-def _save(path: Path, **arrays: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
-
-
 def _exists(path_of: Callable[[Block], Path], block: Block) -> bool:
     return path_of(block).exists()
 
@@ -120,7 +110,7 @@ def contact_blocks(job: AgglomerationJob, blocks: Sequence[Block]) -> None:
             own = labels[tuple(slice(0, n) for n in block.write.size)]
             ids, sizes = np.unique(own[own > 0], return_counts=True)
             found = find_contacts(labels, grown.start, within=block.write.size)
-            _save(
+            write_npz(
                 job.contacts_file(block),
                 objects=np.array([(c.a, c.b) for c in found], np.uint64).reshape(-1, 2),
                 contacts=np.array([(c.faces, *c.point) for c in found], np.int64).reshape(-1, 4),
@@ -158,7 +148,7 @@ def plan_pairs(job: AgglomerationJob) -> tuple[npt.NDArray[np.uint64], int]:
         blocks = np.array([block_of(job.layout, p) for p in points.tolist()], np.int64)
         chosen = pairs[keep]
         plan = np.concatenate([faces[:, None], points, blocks.reshape(-1, 1)], axis=1)[keep]
-    _save(
+    write_npz(
         job.pairs_file,
         objects=chosen,
         plan=plan,
@@ -178,22 +168,13 @@ def block_of(layout: BlockLayout, point: Sequence[int]) -> int:
 
 # ---- resegment ----------------------------------------------------------------------------------
 
-_PREDICTORS: dict[int, TorchPredictor] = {}
-
-
-def _predictor(job: AgglomerationJob) -> TorchPredictor:
-    key = id(job.request.model)
-    if key not in _PREDICTORS:
-        _PREDICTORS[key] = make_predictor(job.request.model, job.request.device)
-    return _PREDICTORS[key]
-
 
 def resegment_blocks(job: AgglomerationJob, blocks: Sequence[Block], batch_size: int) -> None:
     """Resegments each block's pairs, ``batch_size`` canvases sharing each network call."""
     with np.load(job.pairs_file) as data:
         objects, plan = np.asarray(data["objects"], np.uint64), np.asarray(data["plan"])
     settings = job.settings
-    predictor = _predictor(job)
+    predictor = worker_predictor(job.request)
     with open_volume(job.seg_uri) as seg:
         for block in blocks:
             here = plan[:, 4] == block.index
@@ -219,7 +200,7 @@ def resegment_blocks(job: AgglomerationJob, blocks: Sequence[Block], batch_size:
                     steps.append(_collect(pair, scores, bar))
                 run_canvases(steps, network, batch_size=batch_size)
             bar.close()
-            _save(
+            write_npz(
                 job.scores_file(block),
                 objects=np.array([(s.a, s.b) for s in scores], np.uint64).reshape(-1, 2),
                 scores=np.array(
@@ -345,7 +326,7 @@ def run_agglomeration(
     scores = load_scores(job)
     joined = [(s.a, s.b) for s in scores if s.joins(job.settings)]
     new = joined_ids(ids, np.array(joined, np.uint64).reshape(-1, 2))
-    _save(workdir / "joined.npz", ids=ids.astype(np.uint64), new=new)
+    write_npz(workdir / "joined.npz", ids=ids.astype(np.uint64), new=new)
     started = time.perf_counter()
     relabel = BlockTask(
         "relabel", layout, partial(relabel_blocks, job, output_uri), never_done, workdir

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import mlflow
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ffnops.agglomeration.job import (
     AgglomerationJob,
@@ -27,20 +27,17 @@ from ffnops.agglomeration.job import (
 from ffnops.agglomeration.resegmentation import PairScore, ResegmentationSettings
 from ffnops.atomic import remove_path
 from ffnops.blocks import BlockLayout
-from ffnops.commands.infer import box_request, device_settings, run_params, run_tags_for
-from ffnops.config.schemas import ExecutorConfig
+from ffnops.commands.infer import model_inputs, run_params, run_tags_for
 from ffnops.data.dataset import LABEL_DTYPES
 from ffnops.errors import FfnopsError
-from ffnops.executor import TaskProgress, make_executor
+from ffnops.executor import TaskProgress
 from ffnops.ffn.geometry import as_vec3
 from ffnops.inference.progress import BlockProgress
-from ffnops.outputs import claim_output, refuse_busy_output
+from ffnops.outputs import claim_output
 from ffnops.processes import default_sigterm
 from ffnops.tracking.inference_run import inference_run
-from ffnops.tracking.mlflow_tracking import check_tracking_uri
-from ffnops.tracking.registry import load_registered_model
 from ffnops.volume import VolumeSpec
-from ffnops.volumes import create_volume, open_volume
+from ffnops.volumes import check_same_voxels, create_volume, open_volume
 
 
 def settings_of(cfg: DictConfig) -> ResegmentationSettings:
@@ -55,26 +52,17 @@ def settings_of(cfg: DictConfig) -> ResegmentationSettings:
 
 
 def run(cfg: DictConfig) -> None:
-    refuse_busy_output(cfg.output)
-    check_tracking_uri(cfg.tracking.tracking_uri)
-    config: ExecutorConfig = OmegaConf.to_object(cfg.executor)  # type: ignore[assignment]
-    executor = make_executor(config)
-    device = device_settings(config)
-    registered = load_registered_model(cfg.tracking.tracking_uri, cfg.model_uri)
-    request = box_request(cfg, registered, device)
+    config, executor, registered, request = model_inputs(cfg)
     settings = settings_of(cfg)
     try:
         settings.check(request.settings.fov_size)
     except ValueError as exc:
         raise FfnopsError(str(exc)) from None
     with open_volume(cfg.seg, dtypes=LABEL_DTYPES) as seg, open_volume(cfg.image) as image:
-        for what in ("shape", "voxel_size", "offset"):
-            mine, theirs = getattr(seg, what), getattr(image, what)
-            if tuple(mine) != tuple(theirs):
-                raise FfnopsError(
-                    f"seg={cfg.seg} has {what} {list(mine)}, image={cfg.image} has "
-                    f"{list(theirs)} (z, y, x): the segmentation must be of the image's voxels"
-                )
+        check_same_voxels(
+            seg, f"seg={cfg.seg}", image, f"image={cfg.image}",
+            "the segmentation must be of the image's voxels",
+        )  # fmt: skip
         voxel_size, offset = seg.voxel_size, seg.offset
     box = request.box
     layout = BlockLayout.plan(box, config.block_size, request.settings.fov_size, [0, 0, 0])

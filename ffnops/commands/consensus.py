@@ -10,7 +10,7 @@ shape, voxel size and offset) before any work, and the output appears complete o
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import ExitStack
 
 import numpy as np
@@ -23,21 +23,8 @@ from ffnops.config.checks import vec3_setting
 from ffnops.data.dataset import LABEL_DTYPES
 from ffnops.errors import FfnopsError
 from ffnops.outputs import claim_output
-from ffnops.volume import BBox, Volume, VolumeSpec
-from ffnops.volumes import box_of, create_volume, open_volume
-
-
-def check_segmentations(volumes: Sequence[Volume]) -> None:
-    """The segmentations cover the same voxels: shape, voxel size and offset, or one line."""
-    first = volumes[0]
-    for other in volumes[1:]:
-        for what in ("shape", "voxel_size", "offset"):
-            mine, theirs = getattr(first, what), getattr(other, what)
-            if tuple(mine) != tuple(theirs):
-                raise FfnopsError(
-                    f"segs: {other.uri} has {what} {list(theirs)}, {first.uri} has "
-                    f"{list(mine)} (z, y, x); a consensus needs the same voxels"
-                )
+from ffnops.volume import BBox, VolumeSpec
+from ffnops.volumes import box_of, check_same_voxels, create_volume, open_volume
 
 
 def run(cfg: DictConfig) -> None:
@@ -51,7 +38,11 @@ def run(cfg: DictConfig) -> None:
     block = vec3_setting(cfg.block, "block")
     with ExitStack() as stack:
         volumes = [stack.enter_context(open_volume(s, dtypes=LABEL_DTYPES)) for s in segs]
-        check_segmentations(volumes)
+        for other in volumes[1:]:
+            check_same_voxels(
+                other, f"segs: {other.uri}", volumes[0], volumes[0].uri,
+                "a consensus needs the same voxels",
+            )  # fmt: skip
         first = volumes[0]
         box = box_of(first, cfg.bbox)
         spec = VolumeSpec(

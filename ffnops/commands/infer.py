@@ -176,14 +176,23 @@ def box_request(cfg: DictConfig, registered: RegisteredModel, device: DeviceSett
     )
 
 
-def run(cfg: DictConfig) -> None:
-    refuse_busy_output(cfg.output)  # before the slow checks; claimed after them
+def model_inputs(
+    cfg: DictConfig,
+) -> tuple[ExecutorConfig, Executor, RegisteredModel, BoxRequest]:
+    """What a command that runs a registered model over an image checks first: the output is
+    not busy (claimed later, after the slow checks), the store, the executor and its device,
+    the model, and the typed request."""
+    refuse_busy_output(cfg.output)
     check_tracking_uri(cfg.tracking.tracking_uri)
     config: ExecutorConfig = OmegaConf.to_object(cfg.executor)  # type: ignore[assignment]
     executor = make_executor(config)
     device = device_settings(config)
     registered = load_registered_model(cfg.tracking.tracking_uri, cfg.model_uri)
-    request = box_request(cfg, registered, device)
+    return config, executor, registered, box_request(cfg, registered, device)
+
+
+def run(cfg: DictConfig) -> None:
+    config, executor, registered, request = model_inputs(cfg)
     with open_volume(cfg.image) as volume:
         scored = plan_scoring(cfg, request.box, volume.offset, volume.voxel_size)
     blockwise = executor.blockwise or config.block_size is not None

@@ -27,34 +27,31 @@ A worker's memory is that of one batch of blocks (its read boxes), never of the 
 from __future__ import annotations
 
 import json
-import os
 import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ffnops.atomic import remove_path, write_text
+from ffnops.atomic import remove_path, write_npz, write_text
 from ffnops.blocks import Block, BlockLayout
 from ffnops.errors import FfnopsError
 from ffnops.executor import BlockTask, Executor, OnProgress, TaskProgress
 from ffnops.ffn.canvas import ORIGIN_DTYPE, Canvas, Counters, Steps, run_canvases
 from ffnops.ffn.geometry import Vec3
-from ffnops.ffn.predictor import TorchPredictor
 from ffnops.ffn.stitching import DISPUTES, FRACTION_OF, fragment_keys, global_ids, link_blocks
 from ffnops.inference.request import BoxRequest
 from ffnops.inference.runner import (
     BoxImage,
     make_canvas,
-    make_predictor,
     place_seeds,
     read_image,
     unmirrored,
+    worker_predictor,
 )
 from ffnops.volume import BBox
 from ffnops.volumes import open_volume
@@ -132,30 +129,9 @@ class BlockwiseSummary:
     peak_rss_mb: float = 0.0
 
 
-def _save_npz(path: Path, **arrays: Any) -> None:
-    """Writes ``path`` whole or not at all; the temporary name is this process's own, so two
-    workers that run the same block (a retried one) never write into one file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
-
-
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far (MB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
-
-
-_PREDICTORS: dict[int, TorchPredictor] = {}
-
-
-def _predictor(job: BlockwiseJob) -> TorchPredictor:
-    """One predictor per worker process (the model moves to its device once)."""
-    key = id(job.request.model)
-    if key not in _PREDICTORS:
-        _PREDICTORS[key] = make_predictor(job.request.model, job.request.device)
-    return _PREDICTORS[key]
 
 
 # ---- segment ------------------------------------------------------------------------------------
@@ -195,7 +171,7 @@ def segment_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
             steps.append(canvas.segment_all(seeds))
         canvases.append((block, box_image, canvas, roots))
     started = time.perf_counter()
-    run_canvases(steps, _predictor(job), batch_size=max(len(blocks), 1))
+    run_canvases(steps, worker_predictor(job.request), batch_size=max(len(blocks), 1))
     seconds = time.perf_counter() - started
     for block, box_image, canvas, roots in canvases:
         origins = np.array(
@@ -216,7 +192,7 @@ def segment_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
             ],
             np.uint64,
         ).reshape(-1, 4)
-        _save_npz(
+        write_npz(
             job.fragments_file(block),
             labels=box_image.crop(canvas.final_segmentation()).astype(np.uint32),
             origins=origins,
@@ -332,7 +308,7 @@ def match_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
             found = link_blocks(a, b, _owners(shared, block, other), *astuple(job.stitch))
             pairs.append(found.pairs)
             dropped += found.dropped
-        _save_npz(
+        write_npz(
             job.links_file(block),
             pairs=np.concatenate(pairs),
             dropped=np.asarray(dropped),
@@ -388,7 +364,7 @@ def number_objects(job: BlockwiseJob) -> tuple[int, int, int, int]:
         pair_lists.append(continuation_links(job, block))
     linked = np.concatenate(pair_lists) if pair_lists else np.zeros((0, 2), np.uint64)
     ids = global_ids(keys, [linked])
-    _save_npz(job.ids_file, keys=keys, ids=ids)
+    write_npz(job.ids_file, keys=keys, ids=ids)
     by_key = dict(zip(keys.tolist(), ids.tolist(), strict=True))
     lines = ["global_id,block,block_id,seed_z,seed_y,seed_x,iters,walltime_s"]
     for key, index, local, z, y, x, iters, wall in sorted(rows, key=lambda r: (by_key[r[0]], r[0])):

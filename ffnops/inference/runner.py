@@ -180,6 +180,17 @@ def make_predictor(model: torch.nn.Module, device: DeviceSettings) -> TorchPredi
     )
 
 
+_PREDICTORS: dict[int, TorchPredictor] = {}
+
+
+def worker_predictor(request: BoxRequest) -> TorchPredictor:
+    """One predictor per worker process and model (the model moves to its device once)."""
+    key = id(request.model)
+    if key not in _PREDICTORS:
+        _PREDICTORS[key] = make_predictor(request.model, request.device)
+    return _PREDICTORS[key]
+
+
 def save_state(path: Path, state: dict[str, np.ndarray]) -> None:
     """Writes the canvas state atomically (a kill leaves the previous checkpoint intact)."""
     tmp = fresh_partial(path)
