@@ -4,6 +4,7 @@ splits and keeps every true boundary, in this process and on daisy's workers ali
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from commands import ffnops as run_ffnops
 from mlflow.tracking import MlflowClient
 from oracle import register_oracle
 
-from ffnops.agglomeration.resegmentation import find_contacts
+from ffnops.agglomeration.resegmentation import PairScore, ResegmentationSettings, find_contacts
 from ffnops.sample_data.synthetic import synthetic_volume
 from ffnops.volume import BBox
 from ffnops.volumes import open_volume, write_array
@@ -136,3 +137,20 @@ def test_blocks_count_every_contact_face_once() -> None:
         for c in find_contacts(grown, box.start, within=box.size):
             summed[(c.a, c.b)] = summed.get((c.a, c.b), 0) + c.faces
     assert summed == whole
+
+
+def test_the_join_thresholds_and_the_contact_filter_decide_what_is_tried_and_joined(
+    world: dict[str, object],
+) -> None:
+    score = PairScore(1, 2, 50, (0, 0, 0), True, iou=0.85, recovered_a=0.7, recovered_b=0.65)
+    assert score.joins(ResegmentationSettings())
+    assert not score.joins(ResegmentationSettings(merge_iou=0.9))
+    assert not score.joins(ResegmentationSettings(min_recovery=0.7))
+    assert not replace(score, tried=False).joins(ResegmentationSettings())
+    # No contact has a million faces: nothing is tried, the input comes out unchanged.
+    path = Path(str(world["path"]))
+    args = agglomerate_args(world, "untried.zarr", "min_contact=1000000")
+    proc = ffnops(*args, cwd=path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "0 of 0 resegmented pairs joined" in proc.stdout
+    np.testing.assert_array_equal(read(world, "untried.zarr"), read(world, "split.zarr"))

@@ -87,7 +87,17 @@ def test_consensus_cuts_where_two_runs_disagree(tmp_path: Path) -> None:
         else:
             assert (result[strip] == 0).all()
         assert (result[truth == 0] == 0).all()
-    assert "3 objects" in proc.stdout  # agree: the three true ones
+    assert "3 objects" in proc.stdout
+    # bbox= takes the consensus of that part only: the part of the whole one, as pieces go.
+    out = f"zarr://{tmp_path}/part.zarr"
+    proc = ffnops("consensus", segs, f"output={out}", "bbox=0:32,0:32,12:32", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open_volume(out) as volume:
+        part = np.asarray(volume.read())
+    assert part.shape == (32, 32, 20)
+    with open_volume(f"zarr://{tmp_path}/split.zarr") as volume:
+        whole = np.asarray(volume.read())[:, :, 12:]
+    assert same_partition(part, whole)  # agree: the three true ones
 
 
 @pytest.mark.parametrize(

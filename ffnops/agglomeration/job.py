@@ -89,7 +89,13 @@ class AgglomerationSummary:
     joined: int
     steps: int
     seconds: dict[str, float]
-    network_seconds: float
+    network_seconds: float  # in network calls, summed over blocks (all runs of a resumed job)
+    block_seconds: float  # resegmenting, summed over blocks (all runs)
+
+    @property
+    def network_share(self) -> float:
+        """The share of the resegmentation's time spent in network calls."""
+        return self.network_seconds / max(self.block_seconds, 1e-9)
 
 
 def _exists(path_of: Callable[[Block], Path], block: Block) -> bool:
@@ -333,11 +339,12 @@ def run_agglomeration(
     )
     executor.run(relabel, partial(on_progress, "relabel"))
     seconds["relabel"] = time.perf_counter() - started
-    steps, network = 0, 0.0
+    steps, network, block_seconds = 0, 0.0, 0.0
     for block in layout.blocks():
         with np.load(job.scores_file(block)) as data:
             steps += int(data["steps"])
             network += float(data["network_seconds"])
+            block_seconds += float(data["seconds"])
     summary = AgglomerationSummary(
         len(ids),
         len(np.unique(new)),
@@ -347,6 +354,7 @@ def run_agglomeration(
         steps,
         seconds,
         network,
+        block_seconds,
     )
     return summary, scores
 

@@ -137,8 +137,8 @@ def run(cfg: DictConfig) -> None:
     print(
         f"wrote {cfg.output}: {summary.objects_after} objects from {summary.objects_before}; "
         f"{summary.joined} of {summary.pairs} resegmented pairs joined ({summary.contacts} "
-        f"touching), {summary.steps} FOV steps in {summary.seconds['resegment']:.1f} s "
-        f"({100 * summary.network_seconds / max(summary.seconds['resegment'], 1e-9):.0f} % in "
+        f"touching), {summary.steps} FOV steps in {summary.block_seconds:.1f} s "
+        f"({100 * summary.network_share:.0f} % in "
         f"network calls); MLflow run {run_id}"
     )
 
@@ -152,7 +152,6 @@ def log_run(
     """The pairs table and the figures, on the active run."""
     write_pairs_csv(table, scores, settings)
     mlflow.log_artifact(str(table))
-    resegment = max(summary.seconds["resegment"], 1e-9)
     mlflow.log_metrics(
         {
             "objects_before": float(summary.objects_before),
@@ -161,7 +160,7 @@ def log_run(
             "pairs": float(summary.pairs),
             "pairs_joined": float(summary.joined),
             "network_calls": float(summary.steps),
-            "network_share": summary.network_seconds / resegment,
+            "network_share": summary.network_share,
             "seconds": sum(summary.seconds.values()),
             **{f"seconds_{k}": v for k, v in summary.seconds.items()},
         }
