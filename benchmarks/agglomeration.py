@@ -1,18 +1,24 @@
 """Agglomeration by resegmentation on FIB-25 (docs/agglomeration.md): ERL, ARAND and VOI before
 and after, with the join threshold chosen on the validation box, and what it costs.
 
-The input is Google's published segmentation of ``training_sample2`` (``sample-training2.npz``,
-the one canvas of Google's checkpoint, which ffnops reproduces: docs/google-ffn.md), written once
-as zarr in the work folder. On the boxes of docs/quality.md's protocol (validation
-[125:175,0:125,125:250], evaluation [125:175,0:125,0:125]), each grown by ``--context`` voxels
-as a whole-volume run sees them, ``ffnops agglomerate`` resegments every contact with Google's
-checkpoint and request; its ``pairs.csv`` scores every pair once, so each ``merge_iou`` of
-``--thresholds`` is applied to the same table (as the command applies one). The threshold is
-the one with the highest ERL on the validation box whose VOI merge rises by at most 0.05 there;
-the evaluation box is only reported. Scores are on the box itself, against the labels
-(ARAND, VOI split/merge, ERL over kimimaro skeletons of the labels, objects).
-``--whole`` also agglomerates the whole volume blockwise (``executor=daisy``, blocks of
-``--block``) and reports its pairs, seconds and share of time in network calls.
+Two inputs, on each box of docs/quality.md's protocol (validation [125:175,0:125,125:250],
+evaluation [125:175,0:125,0:125]) grown by ``--context`` voxels as a whole-volume run sees them:
+
+- Google's published segmentation of ``training_sample2`` (``sample-training2.npz``, the one
+  canvas of Google's checkpoint, which ffnops reproduces: docs/google-ffn.md), cut to the box;
+- the FFN paper's pipeline: its split consensus (``ffnops consensus``) with a run of the same
+  checkpoint and request in reversed seed order (``inference.seed_order=reverse``) on the box.
+
+``ffnops agglomerate`` resegments every contact of each with Google's checkpoint and request;
+its ``pairs.csv`` scores every pair once, so each ``merge_iou`` of ``--thresholds`` is applied
+to the same table (as the command applies one). The threshold is the one with the highest ERL
+on the validation box whose VOI merge rises by at most 0.05 there; the evaluation box is only
+reported. Each input also gets an oracle row: every two of its objects that are mostly the same
+labelled neuron joined, the most any agglomeration (which joins, never splits) can reach.
+Scores are on the box itself, against the labels (ARAND, VOI split/merge, ERL over kimimaro
+skeletons of the labels, objects). ``--whole`` also agglomerates Google's whole volume
+blockwise (``executor=daisy``, blocks of ``--block``, 2 workers) and reports its pairs, seconds
+and share of time in network calls.
 
 Every step is the ordinary ``ffnops`` command in ``--workdir`` (its own sqlite MLflow store); a
 step whose output exists is not run again. Run::
@@ -29,6 +35,7 @@ import os
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +62,10 @@ def store(workdir: Path) -> str:
 
 
 def ffnops(workdir: Path, *args: str) -> float:
-    """One ffnops command in the work folder, its output on stderr; seconds."""
-    args = (*args, f"tracking.tracking_uri={store(workdir)}")
+    """One ffnops command in the work folder (and its MLflow store, for the commands that log a
+    run: all but consensus), its output on stderr; seconds."""
+    if args[0] != "consensus":
+        args = (*args, f"tracking.tracking_uri={store(workdir)}")
     print(f"$ ffnops {' '.join(args)}", flush=True)
     start = time.perf_counter()
     env = {**os.environ, "FFNOPS_ROOT": str(workdir)}
@@ -115,6 +124,52 @@ def line(name: str, s: dict[str, float], objects: int) -> str:
     )
 
 
+def oracle_pairs(seg: npt.NDArray[np.int64], truth: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Every two objects whose voxels in the box are mostly the same labelled neuron: what a
+    perfect agglomeration joins (it can join, never split)."""
+    ids = np.unique(seg[seg > 0])
+    by_label: dict[int, list[int]] = {}
+    for i in ids.tolist():
+        labels, counts = np.unique(truth[seg == i], return_counts=True)
+        if labels[counts.argmax()] > 0:
+            by_label.setdefault(int(labels[counts.argmax()]), []).append(i)
+    pairs = [(g[0], other) for g in by_label.values() for other in g[1:]]
+    return np.array(pairs, np.int64).reshape(-1, 2)
+
+
+def scored_row(
+    seg: npt.NDArray[np.int64],
+    *,
+    inner: tuple[slice, ...],
+    truth: npt.NDArray[np.int64],
+    box: BBox,
+    skeletons: Skeletons,
+) -> tuple[dict[str, float], int]:
+    """Scores and objects of ``seg`` (the grown box) on the box itself."""
+    part = seg[inner]
+    return scores(part, truth, box, skeletons), len(np.unique(part[part > 0]))
+
+
+def inputs_for(workdir: Path, name: str, grown: BBox, image: str, google: Path) -> dict[str, Path]:
+    """The segmentations agglomerated on one box: Google's (cut to the grown box), and the split
+    consensus of it with a reversed-seed-order run of the same checkpoint on that box."""
+    crop = workdir / f"google-{name}.zarr"
+    if not crop.exists():
+        with open_volume(f"zarr://{google}") as volume:
+            data = np.asarray(volume.read(grown))
+        write_array(f"zarr://{crop}", data, offset=grown.start, chunks=(64, 64, 64))
+    reverse = workdir / f"reverse-{name}.zarr"
+    if not reverse.exists():
+        ffnops(workdir, "infer", f"model={MODEL}", f"image={image}", f"output=zarr://{reverse}",
+               f"bbox={grown}", "inference=fib25", "inference.seed_order=reverse",
+               "viewer.publish=false", f"tracking.run_name=reverse_{name}")  # fmt: skip
+    consensus = workdir / f"consensus-{name}.zarr"
+    if not consensus.exists():
+        ffnops(workdir, "consensus", f"segs=[zarr://{crop},zarr://{reverse}]",
+               f"output=zarr://{consensus}")  # fmt: skip
+    return {"Google's segmentation": crop, "consensus with reversed seeds": consensus}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks_out/agglomeration"))
@@ -141,8 +196,9 @@ def main() -> None:
     with open_volume(image) as volume:
         shape = volume.shape
     thresholds = [float(t) for t in args.thresholds.split(",")]
-    results: dict[str, dict[float, tuple[dict[str, float], int]]] = {}
-    before: dict[str, tuple[dict[str, float], int]] = {}
+    # results[input][box] = (before, oracle, {threshold: after}), each (scores, objects)
+    Row = tuple[dict[str, float], int]
+    results: dict[str, dict[str, tuple[Row, Row, dict[float, Row]]]] = {}
     for name, text in BOXES.items():
         box = BBox.parse(text)
         grown = BBox(
@@ -150,63 +206,70 @@ def main() -> None:
             tuple(min(e + args.context, n) - max(s - args.context, 0)
                   for s, e, n in zip(box.start, box.stop, shape, strict=True)),  # type: ignore[arg-type]
         )  # fmt: skip
-        output = f"zarr://{workdir / name}.zarr"
-        if not (workdir / f"{name}.zarr").exists():
-            ffnops(workdir, "agglomerate", f"model={MODEL}", f"image={image}",
-                   f"seg=zarr://{google}", f"output={output}", f"bbox={grown}", "inference=fib25",
-                   f"tracking.run_name=agglomerate_{name}")  # fmt: skip
-        metrics, table = latest_run(workdir, output)
-        print(
-            f"\n## {name} box [{box}] (agglomerated over [{grown}]): {int(metrics['contacts'])} "
-            f"touching pairs, {int(metrics['pairs'])} resegmented, {int(metrics['network_calls'])} "
-            f"FOV steps, {metrics['seconds']:.0f} s ({100 * metrics['network_share']:.0f} % in "
-            "network calls)"
-        )
+        inner = box.shifted(grown.start).slices
         with open_volume(labels_uri) as volume:
             truth = np.asarray(volume.read(box)).astype(np.int64)
-        with open_volume(f"zarr://{google}") as volume:
-            seg = np.asarray(volume.read(grown)).astype(np.int64)
-        inner = box.shifted(grown.start).slices
         skeletons = skeletonize(truth, FIB25_NM, box.start)
-        base = seg[inner]
-        before[name] = (scores(base, truth, box, skeletons), len(np.unique(base[base > 0])))
-        print(line("Google's segmentation", *before[name]))
-        results[name] = {}
-        for t in thresholds:
-            after = relabel(seg, joined_at(table, t))[inner]
-            results[name][t] = (
-                scores(after, truth, box, skeletons),
-                len(np.unique(after[after > 0])),
+
+        row = partial(scored_row, inner=inner, truth=truth, box=box, skeletons=skeletons)
+
+        for label, path in inputs_for(workdir, name, grown, image, google).items():
+            output = f"zarr://{path.with_name(path.stem + '-agglomerated.zarr')}"
+            if not Path(output[len("zarr://") :]).exists():
+                ffnops(workdir, "agglomerate", f"model={MODEL}", f"image={image}",
+                       f"seg=zarr://{path}", f"output={output}", "inference=fib25",
+                       f"tracking.run_name=agglomerate_{name}")  # fmt: skip
+            metrics, table = latest_run(workdir, output)
+            print(
+                f"\n## {name} box [{box}], {label} (agglomerated over [{grown}]): "
+                f"{int(metrics['contacts'])} touching pairs, {int(metrics['pairs'])} resegmented, "
+                f"{int(metrics['network_calls'])} FOV steps, {metrics['seconds']:.0f} s "
+                f"({100 * metrics['network_share']:.0f} % in network calls)"
             )
-            print(line(f"agglomerated, merge_iou {t}", *results[name][t]))
-    base_val = before["validation"][0]
-    allowed = [
-        t for t in thresholds
-        if results["validation"][t][0]["voi_merge"] <= base_val["voi_merge"] + 0.05
-    ]  # fmt: skip
-    chosen = max(allowed or thresholds, key=lambda t: results["validation"][t][0]["erl_nm"])
-    b, a = before["evaluation"][0], results["evaluation"][chosen][0]
-    print(
-        f"\nchosen on the validation box: merge_iou {chosen} (min_recovery {MIN_RECOVERY}); "
-        f"evaluation box: ERL {b['erl_nm'] / 1000:.3f} -> {a['erl_nm'] / 1000:.3f} um "
-        f"({100 * (a['erl_nm'] / max(b['erl_nm'], 1e-9) - 1):+.0f} %, target >= +50 %), VOI merge "
-        f"{b['voi_merge']:.3f} -> {a['voi_merge']:.3f} ({a['voi_merge'] - b['voi_merge']:+.3f}, "
-        f"target <= +0.05), ARAND {b['adapted_rand_error']:.3f} -> {a['adapted_rand_error']:.3f}"
-    )
+            with open_volume(f"zarr://{path}") as volume:
+                seg = np.asarray(volume.read()).astype(np.int64)
+            before = row(seg)
+            best = row(relabel(seg, oracle_pairs(seg[inner], truth)))
+            print(line("input", *before))
+            print(line("every true split joined (oracle)", *best))
+            after = {}
+            for t in thresholds:
+                after[t] = row(relabel(seg, joined_at(table, t)))
+                print(line(f"agglomerated, merge_iou {t}", *after[t]))
+            results.setdefault(label, {})[name] = (before, best, after)
+    print()
+    for label, boxes in results.items():
+        (val_before, _, val_after), (b, oracle, ev_after) = boxes["validation"], boxes["evaluation"]
+        allowed = [
+            t for t in thresholds
+            if val_after[t][0]["voi_merge"] <= val_before[0]["voi_merge"] + 0.05
+        ]  # fmt: skip
+        chosen = max(allowed or thresholds, key=lambda t: val_after[t][0]["erl_nm"])
+        a = ev_after[chosen][0]
+        gain = 100 * (a["erl_nm"] / max(b[0]["erl_nm"], 1e-9) - 1)
+        print(
+            f"{label}: merge_iou {chosen} chosen on the validation box (min_recovery "
+            f"{MIN_RECOVERY}); evaluation box: ERL {b[0]['erl_nm'] / 1000:.3f} -> "
+            f"{a['erl_nm'] / 1000:.3f} um ({gain:+.0f} %, target >= +50 %; an oracle: "
+            f"{oracle[0]['erl_nm'] / 1000:.3f} um), VOI merge {b[0]['voi_merge']:.3f} -> "
+            f"{a['voi_merge']:.3f} ({a['voi_merge'] - b[0]['voi_merge']:+.3f}, target <= +0.05), "
+            f"ARAND {b[0]['adapted_rand_error']:.3f} -> "
+            f"{a['adapted_rand_error']:.3f}, objects {b[1]} -> {ev_after[chosen][1]}"
+        )
     if args.whole:
         output = f"zarr://{workdir / 'whole.zarr'}"
         if not (workdir / "whole.zarr").exists():
             ffnops(workdir, "agglomerate", f"model={MODEL}", f"image={image}",
                    f"seg=zarr://{google}", f"output={output}", "inference=fib25",
                    "executor=daisy", f"executor.block_size=[{args.block}]", "executor.workers=2",
-                   f"merge_iou={chosen}", "tracking.run_name=agglomerate_whole")  # fmt: skip
+                   "tracking.run_name=agglomerate_whole")  # fmt: skip
         metrics, _ = latest_run(workdir, output)
         print(
-            f"\n## whole volume, blockwise ({args.block}): {int(metrics['objects_before'])} -> "
-            f"{int(metrics['objects'])} objects; {int(metrics['pairs'])} pairs resegmented of "
-            f"{int(metrics['contacts'])} touching, {int(metrics['pairs_joined'])} joined; "
-            f"{int(metrics['network_calls'])} FOV steps; {metrics['seconds']:.0f} s "
-            f"({100 * metrics['network_share']:.0f} % in network calls)"
+            f"\n## whole volume, Google's segmentation, blockwise ({args.block}, 2 workers): "
+            f"{int(metrics['objects_before'])} -> {int(metrics['objects'])} objects; "
+            f"{int(metrics['pairs'])} pairs resegmented of {int(metrics['contacts'])} touching, "
+            f"{int(metrics['pairs_joined'])} joined; {int(metrics['network_calls'])} FOV steps; "
+            f"{metrics['seconds']:.0f} s ({100 * metrics['network_share']:.0f} % in network calls)"
         )
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ffnops.errors import FfnopsError, UnknownSchemeError, VolumeError
+from ffnops.ffn.geometry import as_vec3
 from ffnops.plugins import Plugins, get_plugins
 from ffnops.segmentation import SegmentationResult
 from ffnops.uri import Scheme, VolumeURI
@@ -70,6 +71,26 @@ def check_same_voxels(
                 f"{named} has {what} {list(mine)}, {reference_named} has {list(theirs)} "
                 f"(z, y, x): {why}"
             )
+
+
+def placed_in(volume: Volume, named: str, reference: Volume, reference_named: str) -> BBox:
+    """Where ``volume`` lies in ``reference``'s voxels (all of it, or a part, as ``infer
+    bbox=`` writes one), placed by their offsets; one line if their voxel sizes differ or it
+    reaches outside."""
+    if not np.allclose(volume.voxel_size, reference.voxel_size):
+        raise FfnopsError(
+            f"{named} has voxels of {list(volume.voxel_size)} nm, {reference_named} of "
+            f"{list(reference.voxel_size)} nm (z, y, x): they must be the same grid"
+        )
+    start = [int(a) - int(b) for a, b in zip(volume.offset, reference.offset, strict=True)]
+    box = BBox(as_vec3(start), as_vec3(volume.shape))
+    if not box.inside(reference.shape):
+        raise FfnopsError(
+            f"{named} (shape {list(volume.shape)}, offset {list(volume.offset)}) covers "
+            f"[{box}] of {reference_named}'s voxels, which are [{BBox.from_shape(reference.shape)}]"
+            f" (offset {list(reference.offset)}): it must lie inside them"
+        )
+    return box
 
 
 def box_of(volume: Volume, text: str | None, key: str = "bbox") -> BBox:

@@ -53,6 +53,26 @@ class InferenceResult:
     run_id: str
     metrics: dict[str, float]
     link: str
+    output: str  # the segmentation's URI
+
+
+@dataclass
+class AgglomerationResult:
+    """An agglomerate step: its run, and the scores of its input and output on the box."""
+
+    label: str
+    run_id: str
+    before: dict[str, float]
+    after: dict[str, float]
+    joined: int
+    output: str
+
+    def wins(self, max_merge_rise: float) -> bool:
+        """Run length up, VOI merge up by at most ``max_merge_rise`` (docs/agglomeration.md)."""
+        return (
+            self.after["erl_nm"] > self.before["erl_nm"]
+            and self.after["voi_merge"] <= self.before["voi_merge"] + max_merge_rise
+        )
 
 
 class Quickstart:
@@ -104,6 +124,7 @@ class Quickstart:
             f"tracking.tracking_uri={self.tracking_uri}",
             f"tracking.experiment_name={self.experiment}",
             f"tracking.inference_experiment={self.experiment}",
+            f"tracking.agglomeration_experiment={self.experiment}",
             f"tracking.parent_run_id={self.parent_run_id}",
             f"+tracking.tags.{STEP_TAG}={step}",
         ]
@@ -230,24 +251,26 @@ class Quickstart:
         (run,) = self.step_runs(key)[:1]
         return str(self.client.search_model_versions(f"run_id = '{run.info.run_id}'")[0].version)
 
-    def infer(self, label: str, version: str) -> InferenceResult:
+    def infer(self, label: str, version: str, box: str | None = None) -> InferenceResult:
+        """``version`` on ``box`` (the evaluation box by default) with context, scored there."""
         i = self.cfg.infer
+        box = box or self.settings.eval_box
         args = [
             "infer",
             f"model=models:/{self.name}/{version}",
             f"image=h5://{self.sample}#image",
             f"groundtruth=h5://{self.sample}#labels",
-            f"bbox={self.with_context(self.settings.eval_box)}",
-            f"eval_bbox={self.settings.eval_box}",
+            f"bbox={self.with_context(box)}",
+            f"eval_bbox={box}",
             f"executor={i.executor}",
             *i.overrides,
         ]
         key = f"infer-{label}-{step_key(args)}"
+        output = self.root / key / "segmentation"
         done = self.step_runs(key)
         if done:
             self.skip(f"infer {label}", f"run {done[0].info.run_id} has these settings")
         else:
-            output = self.root / key / "segmentation"
             # killed after writing the output but before logging its run: write it again
             extra = ["overwrite=true"] if output.exists() else []
             self.run_command(
@@ -266,8 +289,71 @@ class Quickstart:
         metrics = {k[5:]: v for k, v in run.data.metrics.items() if k.startswith("eval/")}
         metrics["objects"] = run.data.metrics.get("objects", float("nan"))
         return InferenceResult(
-            label, version, run.info.run_id, metrics, run.data.tags.get("neuroglancer_url", "")
+            label,
+            version,
+            run.info.run_id,
+            metrics,
+            run.data.tags.get("neuroglancer_url", ""),
+            f"precomputed://{output}",
         )
+
+    def agglomerate(
+        self, label: str, model: InferenceResult, seg: InferenceResult, box: str
+    ) -> AgglomerationResult:
+        """``ffnops agglomerate`` of ``seg`` with ``model``'s version, scored on ``box``."""
+        a = self.cfg.agglomerate
+        args = [
+            "agglomerate",
+            f"model=models:/{self.name}/{model.version}",
+            f"image=h5://{self.sample}#image",
+            f"seg={seg.output}",
+            f"groundtruth=h5://{self.sample}#labels",
+            f"eval_bbox={box}",
+            *a.overrides,
+        ]
+        key = f"agglomerate-{label}-{step_key(args)}"
+        output = self.root / key / "agglomerated.zarr"
+        done = self.step_runs(key)
+        if done:
+            self.skip(f"agglomerate {label}", f"run {done[0].info.run_id} has these settings")
+        else:
+            extra = ["overwrite=true"] if output.exists() else []  # killed before its run ended
+            self.run_command(
+                f"agglomerate {label}",
+                [
+                    *args,
+                    f"output=zarr://{output}",
+                    f"paths.output_dir={self.root}",
+                    f"tracking.run_name=agglomerate-{label}",
+                    *extra,
+                    *self.tracking_args(key),
+                ],
+            )
+            done = self.step_runs(key)
+        metrics = done[0].data.metrics
+        return AgglomerationResult(
+            label,
+            done[0].info.run_id,
+            {k[len("eval_input/") :]: v for k, v in metrics.items() if k.startswith("eval_input/")},
+            {k[len("eval/") :]: v for k, v in metrics.items() if k.startswith("eval/")},
+            int(metrics.get("pairs_joined", 0)),
+            f"zarr://{output}",
+        )
+
+    def agglomeration(self, best: InferenceResult) -> tuple[AgglomerationResult, ...]:
+        """Agglomeration of the champion's segmentation, tried on the validation box (which
+        neither its scores on the evaluation box nor the crowning saw); applied to the
+        evaluation box only when it wins there. Returns the trial, and the applied step."""
+        trial_seg = self.infer(f"{best.label}-validation", best.version, self.settings.val_box)
+        trial = self.agglomerate(f"{best.label}-validation", best, trial_seg, self.settings.val_box)
+        won = trial.wins(self.cfg.agglomerate.max_merge_rise)
+        mlflow.log_metrics({f"agglomeration/validation_{k}": v for k, v in trial.after.items()})
+        mlflow.set_tag("agglomeration", "kept" if won else "not kept")
+        if not won:
+            return (trial,)
+        applied = self.agglomerate(best.label, best, best, self.settings.eval_box)
+        mlflow.log_metrics({f"agglomerated/{k}": v for k, v in applied.after.items()})
+        return trial, applied
 
     def crown(self, results: Sequence[InferenceResult]) -> InferenceResult:
         """``@champion`` goes to the lower adapted Rand error (the baseline on a tie)."""
@@ -313,12 +399,18 @@ class Quickstart:
             finetuned = self.train(coordinates, baseline)
             results = [self.infer("baseline", baseline), self.infer("finetuned", finetuned)]
             best = self.crown(results)
+            agglomerated = self.agglomeration(best) if self.cfg.agglomerate.enabled else ()
         (self.root / STATE_FILE).write_text(
             json.dumps({"parent_run_id": self.parent_run_id, "finished": True})
         )
-        self.summary(results, best)
+        self.summary(results, best, agglomerated)
 
-    def summary(self, results: Sequence[InferenceResult], best: InferenceResult) -> None:
+    def summary(
+        self,
+        results: Sequence[InferenceResult],
+        best: InferenceResult,
+        agglomerated: Sequence[AgglomerationResult] = (),
+    ) -> None:
         minutes = (time.monotonic() - self.started) / 60
         print(f"\nquickstart done in {minutes:.1f} min; eval box [{self.settings.eval_box}]:\n")
         names = [f"models:/{self.name}/{r.version} ({r.label})" for r in results]
@@ -348,6 +440,8 @@ class Quickstart:
             f"({voi(tuned) - voi(base):+.4f})"
         )
         print(f"champion: models:/{self.name}@champion -> version {best.version} ({best.label})")
+        if agglomerated:
+            self.agglomeration_summary(best, agglomerated)
         print("\nLook at:")
         if self.tracking_uri.startswith(("http://", "https://")):
             print(f"  {self.tracking_uri} (the team's MLflow UI)")
@@ -357,6 +451,34 @@ class Quickstart:
         for r in results:
             print(f"  ffnops view {r.run_id}    # {r.label}: neuroglancer, then open the link:")
             print(f"    {r.link}")
+
+    def agglomeration_summary(
+        self, best: InferenceResult, agglomerated: Sequence[AgglomerationResult]
+    ) -> None:
+        trial = agglomerated[0]
+        b, a = trial.before, trial.after
+        print(
+            f"\nagglomeration of the champion's segmentation, tried on the validation box "
+            f"[{self.settings.val_box}]: {trial.joined} pairs joined, ERL "
+            f"{b['erl_nm'] / 1000:.3f} -> {a['erl_nm'] / 1000:.3f} um, VOI merge "
+            f"{b['voi_merge']:.4f} -> {a['voi_merge']:.4f}, ARAND "
+            f"{b['adapted_rand_error']:.4f} -> {a['adapted_rand_error']:.4f}"
+        )
+        if len(agglomerated) == 1:
+            print(
+                "  not a win there (ERL must rise, VOI merge by at most "
+                f"{self.cfg.agglomerate.max_merge_rise}), so the champion's segmentation is the "
+                "result (docs/agglomeration.md)"
+            )
+            return
+        applied = agglomerated[1]
+        b, a = applied.before, applied.after
+        print(
+            f"  a win, so applied to the evaluation box: {applied.joined} pairs joined, ERL "
+            f"{b['erl_nm'] / 1000:.3f} -> {a['erl_nm'] / 1000:.3f} um, VOI merge "
+            f"{b['voi_merge']:.4f} -> {a['voi_merge']:.4f}, ARAND "
+            f"{b['adapted_rand_error']:.4f} -> {a['adapted_rand_error']:.4f}; {applied.output}"
+        )
 
 
 def voi(result: InferenceResult) -> float:

@@ -38,7 +38,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     split[(labels == largest) & (np.arange(SHAPE[0])[:, None, None] >= cut)] = 99
     write_array(f"zarr://{path}/labels.zarr", labels, chunks=(32, 32, 32))
     write_array(f"zarr://{path}/split.zarr", split, chunks=(32, 32, 32))
-    write_array(f"zarr://{path}/small.zarr", split[:48])  # not the image's shape
+    write_array(f"zarr://{path}/part.zarr", split[24:72], offset=(24, 0, 0))  # as infer bbox=
+    write_array(f"zarr://{path}/outside.zarr", split[:48], offset=(64, 0, 0))
+    write_array(f"zarr://{path}/coarse.zarr", split, voxel_size=(2.0, 2.0, 2.0))
     return {"path": path, "uri": uri, "labels": labels, "largest": largest}
 
 
@@ -102,10 +104,42 @@ def test_a_segmentation_without_contacts_is_written_unchanged(world: dict[str, o
     np.testing.assert_array_equal(read(world, "lonely_out.zarr"), lonely)
 
 
+def test_a_part_of_the_image_is_agglomerated_and_scored_before_and_after(
+    world: dict[str, object],
+) -> None:
+    """A segmentation of part of the image (as ``infer bbox=`` writes one) is placed by its
+    offset; with ``groundtruth=`` the run holds the input's scores and the output's."""
+    path = Path(str(world["path"]))
+    args = agglomerate_args(
+        world, "part_out.zarr", f"seg=zarr://{path}/part.zarr",
+        f"groundtruth=zarr://{path}/labels.zarr", "eval_bbox=32:64,0:96,0:96",
+    )  # fmt: skip
+    proc = ffnops(*args, cwd=path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open_volume(f"zarr://{path}/part_out.zarr") as volume:
+        assert tuple(volume.offset) == (24, 0, 0)
+        result = np.asarray(volume.read())
+    labels: np.ndarray = world["labels"]  # type: ignore[assignment]
+    np.testing.assert_array_equal(result, labels[24:72])
+    client = MlflowClient(tracking_uri=world["uri"])  # type: ignore[arg-type]
+    (run, *_) = client.search_runs(
+        [client.get_experiment_by_name("agglomeration").experiment_id],
+        f"tags.`ffnops.output` = 'zarr://{path}/part_out.zarr'",
+    )
+    metrics = run.data.metrics
+    assert metrics["eval_input/voi_split"] > 0.05  # the cut, seen in the input ...
+    assert metrics["eval/voi_split"] < 1e-6  # ... and gone from the output
+    assert metrics["eval/adapted_rand_error"] < metrics["eval_input/adapted_rand_error"]
+    assert "scored against" in proc.stdout and "[32:64,0:96,0:96]" in proc.stdout
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (("seg=zarr://{path}/small.zarr",), "has shape [48, 96, 96]"),
+        (("seg=zarr://{path}/outside.zarr",), "covers [64:112,0:96,0:96] of image="),
+        (("seg=zarr://{path}/coarse.zarr",), "they must be the same grid"),
+        (("seg=zarr://{path}/part.zarr", "bbox=0:96,0:96,0:96"), "reaches outside seg="),
+        (("eval_bbox=0:10,0:10,0:10",), "needs groundtruth=URI"),
         (("radius=[4,4,4]",), "cannot hold the model's FOV [17, 17, 17]"),
         (("output=zarr://{path}/split.zarr",), "already exists"),
     ],

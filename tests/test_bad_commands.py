@@ -185,6 +185,16 @@ INFER_CASES: list[Case] = [
     ("workers 0", [*INFER, "executor=daisy", "executor.workers=0"], "workers"),
     ("unknown executor key", [*INFER, "executor.bogus=1"], "bogus"),
     (
+        "threshold not a probability",
+        [*INFER, "inference.move_threshold=2"],
+        "inference.move_threshold must be a probability",
+    ),
+    (
+        "unknown seed order",
+        [*INFER, "inference.seed_order=backwards"],
+        "inference.seed_order must be one of forward, reverse",
+    ),
+    (
         "eval box outside the box",
         [
             *INFER,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
+import pytest
 from skimage.metrics import adapted_rand_error
 
 from ffnops.ffn.canvas import Canvas, run_canvas, run_canvases
@@ -14,7 +15,7 @@ from ffnops.ffn.movement import FaceMaxPolicy
 from ffnops.ffn.options import InferenceOptions
 from ffnops.ffn.oracle import OracleFFN
 from ffnops.ffn.predictor import TorchPredictor
-from ffnops.ffn.seeds import grid_seeds, peak_seeds
+from ffnops.ffn.seeds import grid_seeds, peak_seeds, policy_seeds
 from ffnops.sample_data import sample_path
 
 
@@ -45,6 +46,28 @@ def test_oracle_reproduces_the_labels() -> None:
     assert adapted_rand_error(labels, segmentation)[0] < 0.1  # the rim costs a little
     assert canvas.counters.objects == len(canvas.origins) >= 5
     assert canvas.counters.network_calls > canvas.counters.objects
+
+
+def test_reverse_seed_order_floods_the_last_seed_first() -> None:
+    """The second run of a consensus (docs/agglomeration.md): the same seeds, last first, so
+    objects are claimed in the other order and the two runs disagree where flooding order
+    decided."""
+    labels, image = crop_labels(), crop_image()
+    forward = policy_seeds(InferenceOptions(), image, (8, 8, 8))
+    backward = policy_seeds(InferenceOptions(seed_order="reverse"), image, (8, 8, 8))
+    assert len(forward) > 100 and backward == forward[::-1]
+    results = []
+    for order in ("forward", "reverse"):
+        options = InferenceOptions(min_segment_size=100, seed_order=order)
+        canvas = Canvas(labels.astype(np.float32), (17, 17, 17), (4, 4, 4), options)
+        seeds = policy_seeds(options, image, canvas.margin)
+        run_canvas(canvas.segment_all(seeds), TorchPredictor(OracleFFN(), channels_last=False))
+        results.append(canvas)
+    first_forward = min(results[0].origins)
+    first_reverse = min(results[1].origins)
+    assert results[0].origins[first_forward].start < results[1].origins[first_reverse].start
+    with pytest.raises(ValueError, match=r"inference\.seed_order must be one of forward, reverse"):
+        InferenceOptions(seed_order="backwards")
 
 
 def test_batched_canvases_give_the_same_result_as_one_at_a_time() -> None:

@@ -50,7 +50,7 @@ def test_quickstart_registers_scores_and_crowns_a_champion(tmp_path: Path) -> No
     (parent,) = [r for r in runs if r.info.run_name == "quickstart"]
     children = {r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId")}
     assert {"partitions", "coordinates", "infer-baseline", "infer-finetuned"} <= children
-    infers = [r for r in runs if r.info.run_name.startswith("infer-")]
+    infers = [r for r in runs if r.info.run_name in ("infer-baseline", "infer-finetuned")]
     assert len(infers) == 2
     for run in infers:
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
@@ -73,11 +73,24 @@ def test_quickstart_registers_scores_and_crowns_a_champion(tmp_path: Path) -> No
     assert parent.data.tags["champion"].startswith(f"models:/{name}/{champion.version}")
     assert "mlflow ui --backend-store-uri sqlite:///mlflow.db" in proc.stdout
     assert "ffnops view " in proc.stdout and "ARAND" in proc.stdout and "ERL (um)" in proc.stdout
+    # Agglomeration of the champion's segmentation, tried on the validation box, kept for the
+    # evaluation box only when it won there; either way the run and the summary say which.
+    label = "baseline" if str(champion.version) == "1" else "finetuned"
+    (trial,) = [r for r in runs if r.info.run_name == f"agglomerate-{label}-validation"]
+    assert trial.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    before, after = trial.data.metrics["eval_input/erl_nm"], trial.data.metrics["eval/erl_nm"]
+    rise = trial.data.metrics["eval/voi_merge"] - trial.data.metrics["eval_input/voi_merge"]
+    won = after > before and rise <= 0.05
+    assert parent.data.tags["agglomeration"] == ("kept" if won else "not kept")
+    applied = [r for r in runs if r.info.run_name == f"agglomerate-{label}"]
+    assert len(applied) == int(won)
+    assert "tried on the validation box" in proc.stdout
+    assert ("a win, so applied" if won else "not a win there") in proc.stdout
 
     # a second quickstart in the same folder reuses the store and skips every step
     again = quickstart(*SMALL, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("skipped") == 6
+    assert again.stdout.count("skipped") == 8 + int(won)  # the agglomeration steps too
     assert len(client.search_model_versions(f"name = '{name}'")) == 2
     assert client.get_model_version_by_alias(name, "champion").version == champion.version
 

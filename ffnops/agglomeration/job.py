@@ -62,9 +62,14 @@ class AgglomerationJob:
 
     request: BoxRequest
     seg_uri: str
+    seg_box: BBox  # the segmentation's voxels in the image's (all of it, or the part inferred)
     layout: BlockLayout
     settings: ResegmentationSettings
     workdir: Path
+
+    def read_seg(self, seg: Volume, box: BBox) -> npt.NDArray[np.uint64]:
+        """``box`` (the image's voxels) of the segmentation."""
+        return np.asarray(seg.read(box.shifted(self.seg_box.start))).astype(np.uint64)
 
     def contacts_file(self, block: Block) -> Path:
         return self.workdir / "contacts" / f"{block.index}.npz"
@@ -112,7 +117,7 @@ def contact_blocks(job: AgglomerationJob, blocks: Sequence[Block]) -> None:
             far = [min(e + 1, s) for e, s in zip(block.write.stop, box.stop, strict=True)]
             size = as_vec3([f - a for f, a in zip(far, block.write.start, strict=True)])
             grown = BBox(block.write.start, size)  # and the faces to the next blocks
-            labels = np.asarray(seg.read(grown)).astype(np.uint64)
+            labels = job.read_seg(seg, grown)
             own = labels[tuple(slice(0, n) for n in block.write.size)]
             ids, sizes = np.unique(own[own > 0], return_counts=True)
             found = find_contacts(labels, grown.start, within=block.write.size)
@@ -228,10 +233,10 @@ def _pair_canvas(
     """The canvas over the subvolume around ``contact``'s point, the segmentation there and the
     point, both in the canvas's voxels; no canvas where the volume's faces leave less than a FOV."""
     request = job.request
-    box = subvolume(contact.point, job.settings.radius, seg.shape)
+    box = subvolume(contact.point, job.settings.radius, job.seg_box)
     box_image = read_image(request, box)
     labels = np.pad(
-        np.asarray(seg.read(box)).astype(np.uint64),
+        job.read_seg(seg, box),
         list(zip(box_image.before, box_image.after, strict=True)),
     )
     point = [p - s + o for p, s, o in zip(contact.point, box.start, box_image.before, strict=True)]
@@ -284,7 +289,7 @@ def relabel_blocks(job: AgglomerationJob, output_uri: str, blocks: Sequence[Bloc
         ids, new = np.asarray(data["ids"], np.uint64), np.asarray(data["new"], np.uint64)
     with open_volume(job.seg_uri) as seg, open_volume(output_uri, "r+") as out:
         for block in blocks:
-            labels = np.asarray(seg.read(block.write)).astype(np.uint64)
+            labels = job.read_seg(seg, block.write)
             where = np.minimum(np.searchsorted(ids, labels), max(len(ids) - 1, 0))
             mapped = np.where(labels > 0, new[where] if len(new) else 0, np.uint64(0))
             out.write(block.write.shifted(job.layout.box.start), mapped.astype(np.uint64))

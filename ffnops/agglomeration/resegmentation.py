@@ -141,10 +141,10 @@ class PairScore:
         )
 
 
-def subvolume(point: Sequence[int], radius: Sequence[int], shape: Sequence[int]) -> BBox:
-    """The box of ``radius`` around ``point``, clipped to a volume of ``shape``."""
-    start = [max(p - r, 0) for p, r in zip(point, radius, strict=True)]
-    stop = [min(p + r + 1, n) for p, r, n in zip(point, radius, shape, strict=True)]
+def subvolume(point: Sequence[int], radius: Sequence[int], within: BBox) -> BBox:
+    """The box of ``radius`` around ``point``, clipped to ``within`` (the segmentation)."""
+    start = [max(p - r, w) for p, r, w in zip(point, radius, within.start, strict=True)]
+    stop = [min(p + r + 1, w) for p, r, w in zip(point, radius, within.stop, strict=True)]
     return BBox(as_vec3(start), as_vec3([b - a for a, b in zip(start, stop, strict=True)]))
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import mlflow
+import numpy as np
 from omegaconf import DictConfig
 
 from ffnops.agglomeration.job import (
@@ -28,6 +29,7 @@ from ffnops.agglomeration.resegmentation import PairScore, ResegmentationSetting
 from ffnops.atomic import remove_path
 from ffnops.blocks import BlockLayout
 from ffnops.commands.infer import model_inputs, run_params, run_tags_for
+from ffnops.commands.scoring import ScoringPlan, plan_scoring, score_box
 from ffnops.data.dataset import LABEL_DTYPES
 from ffnops.errors import FfnopsError
 from ffnops.executor import TaskProgress
@@ -35,9 +37,10 @@ from ffnops.ffn.geometry import as_vec3
 from ffnops.inference.progress import BlockProgress
 from ffnops.outputs import claim_output
 from ffnops.processes import default_sigterm
+from ffnops.tracking.evaluation_log import log_evaluation
 from ffnops.tracking.inference_run import inference_run
-from ffnops.volume import VolumeSpec
-from ffnops.volumes import check_same_voxels, create_volume, open_volume
+from ffnops.volume import BBox, VolumeSpec
+from ffnops.volumes import create_volume, open_volume, placed_in
 
 
 def settings_of(cfg: DictConfig) -> ResegmentationSettings:
@@ -52,19 +55,24 @@ def settings_of(cfg: DictConfig) -> ResegmentationSettings:
 
 
 def run(cfg: DictConfig) -> None:
+    with open_volume(cfg.seg, dtypes=LABEL_DTYPES) as seg, open_volume(cfg.image) as image:
+        seg_box = placed_in(seg, f"seg={cfg.seg}", image, f"image={cfg.image}")
+        voxel_size, offset = image.voxel_size, image.offset
+    if cfg.bbox is None:
+        cfg.bbox = str(seg_box)  # all the segmentation holds
     config, executor, registered, request = model_inputs(cfg)
     settings = settings_of(cfg)
     try:
         settings.check(request.settings.fov_size)
     except ValueError as exc:
         raise FfnopsError(str(exc)) from None
-    with open_volume(cfg.seg, dtypes=LABEL_DTYPES) as seg, open_volume(cfg.image) as image:
-        check_same_voxels(
-            seg, f"seg={cfg.seg}", image, f"image={cfg.image}",
-            "the segmentation must be of the image's voxels",
-        )  # fmt: skip
-        voxel_size, offset = seg.voxel_size, seg.offset
     box = request.box
+    if seg_box.intersect(box) != box:
+        raise FfnopsError(
+            f"bbox=[{box}] reaches outside seg={cfg.seg}, which holds [{seg_box}] of the image's "
+            "voxels"
+        )
+    scored = plan_scoring(cfg, box, offset, voxel_size)
     layout = BlockLayout.plan(box, config.block_size, request.settings.fov_size, [0, 0, 0])
     if config.block_size is not None or executor.blockwise:
         executor.check_workers({"paths.output_dir": Path(cfg.paths.output_dir).absolute()})
@@ -76,7 +84,7 @@ def run(cfg: DictConfig) -> None:
     )  # fmt: skip
     digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     workdir = Path(cfg.paths.output_dir).absolute() / "agglomerate" / f"agglomerate-{digest}"
-    job = AgglomerationJob(request, cfg.seg, layout, settings, workdir)
+    job = AgglomerationJob(request, cfg.seg, seg_box, layout, settings, workdir)
     spec = VolumeSpec(
         box.size,
         "uint64",
@@ -123,6 +131,8 @@ def run(cfg: DictConfig) -> None:
                 output.commit()
                 committed = True
                 log_run(summary, scores, settings, workdir / "pairs.csv")
+                if scored is not None:
+                    score_before_after(cfg, scored, box, seg_box)
                 run_id = mlflow_run.info.run_id
         except BaseException:
             if not committed:
@@ -141,6 +151,26 @@ def run(cfg: DictConfig) -> None:
         f"({100 * summary.network_share:.0f} % in "
         f"network calls); MLflow run {run_id}"
     )
+
+
+def score_before_after(cfg: DictConfig, plan: ScoringPlan, box: BBox, seg_box: BBox) -> None:
+    """The input and the output scored on the same part against ``groundtruth`` (one set of
+    skeletons): ``eval_input/`` and ``eval/`` metrics and the output's error list, on the run."""
+    in_volume = plan.part.in_box.shifted([-s for s in box.start])
+    with open_volume(cfg.seg, dtypes=LABEL_DTYPES) as seg:
+        before_labels = np.asarray(seg.read(in_volume.shifted(seg_box.start)))
+    with open_volume(cfg.output, dtypes=LABEL_DTYPES) as output:
+        after_labels = np.asarray(output.read(plan.part.in_box))
+        box_offset = output.offset
+    before, _ = score_box(cfg, plan, before_labels, box_offset)
+    after, _ = score_box(cfg, replace(plan, skeletons=before.skeletons), after_labels, box_offset)
+    mlflow.log_metrics({f"eval_input/{k}": v for k, v in before.metrics().items()})
+    log_evaluation(after, [], f"{cfg.seg} agglomerated, scored on [{in_volume}]")
+    print(f"scored against {cfg.groundtruth} on [{in_volume}]: input -> agglomerated")
+    b, a = before.metrics(), after.metrics()
+    for key in ("adapted_rand_error", "voi_split", "voi_merge", "erl_nm"):
+        if key in b:
+            print(f"  {key:<20} {b[key]:.4f} -> {a[key]:.4f}")
 
 
 def log_run(

@@ -82,15 +82,18 @@ def effective_options(cfg: DictConfig, registered: RegisteredModel) -> Inference
     """The inference options: the model's stored ones (pad value, move threshold, ...) over the
     default inference group's, unless the user chose a group (``inference=manual``, whose values
     then all hold) or set the option (``inference.pad_value=...``)."""
-    options: InferenceOptions = OmegaConf.to_object(cfg.inference)  # type: ignore[assignment]
-    if given_on_command_line("inference"):
-        return options
-    stored: dict[str, Any] = {
-        k: v
-        for k, v in registered.settings.inference_options().items()
-        if not given_on_command_line(f"inference.{k}")
-    }
-    return replace(options, **stored)
+    try:
+        options: InferenceOptions = OmegaConf.to_object(cfg.inference)  # type: ignore[assignment]
+        if given_on_command_line("inference"):
+            return options
+        stored: dict[str, Any] = {
+            k: v
+            for k, v in registered.settings.inference_options().items()
+            if not given_on_command_line(f"inference.{k}")
+        }
+        return replace(options, **stored)
+    except ValueError as exc:  # InferenceOptions' own checks name the key
+        raise FfnopsError(str(exc)) from None
 
 
 def job_key(cfg: DictConfig, request: BoxRequest, registered: RegisteredModel, *extra: Any) -> str:

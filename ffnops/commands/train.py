@@ -256,7 +256,10 @@ def segment_validation(
             f"{cfg.data.coordinates} reach into it (the first centred at {first}, z, y, x; "
             f"patches are {tuple(patch)}); validate on a box training never sees"
         )
-    options: InferenceOptions = OmegaConf.to_object(settings.inference)  # type: ignore[assignment]
+    try:
+        options: InferenceOptions = OmegaConf.to_object(settings.inference)  # type: ignore[assignment]
+    except ValueError as exc:  # InferenceOptions' own checks name the key
+        raise FfnopsError(f"training.validation.{exc}") from None
     image = (raw - np.float32(dataset.image_mean)) / np.float32(dataset.image_stddev)
     scored = box.shifted(segmented.start)
     if options.reflect_faces:  # as `ffnops infer` mirrors it (docs/inference.md, "Volume faces")

@@ -413,8 +413,14 @@ class AgglomerateCommand:
     min_voxels: int = 1000  # objects smaller than this are not tried
     merge_iou: float = 0.8  # join when the two floods' IoU is at least this ...
     min_recovery: float = 0.6  # ... and each flood recovers this much of its own object
+    # Scored before and after against these labels, as `infer groundtruth=` scores (eval_input/
+    # and eval/ metrics); eval_bbox: the part of bbox scored, the rest being context.
+    groundtruth: str | None = None
+    eval_bbox: str | None = None
+    skeletons: str | None = None  # SWC skeletons of the ground truth (else kimimaro's)
     overwrite: bool = False
     inference: InferenceOptions = field(default_factory=InferenceOptions)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -514,12 +520,26 @@ class QuickstartInfer:
 
 
 @dataclass
+class QuickstartAgglomerate:
+    """The last step: agglomeration (docs/agglomeration.md) of the champion's segmentation,
+    tried on the validation box and kept for the evaluation box only when it wins there (run
+    length up, VOI merge up by at most ``max_merge_rise``). Any other ``ffnops agglomerate``
+    override (``merge_iou=0.7``) goes in ``overrides``."""
+
+    enabled: bool = True
+    max_merge_rise: float = 0.05
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
 class QuickstartCommand:
-    """``ffnops quickstart``: import -> partitions -> coordinates -> fine-tune -> infer both."""
+    """``ffnops quickstart``: import -> partitions -> coordinates -> fine-tune -> infer both ->
+    agglomerate where it wins."""
 
     quickstart: QuickstartSettings = field(default_factory=QuickstartSettings)
     train: QuickstartTrain = field(default_factory=QuickstartTrain)
     infer: QuickstartInfer = field(default_factory=QuickstartInfer)
+    agglomerate: QuickstartAgglomerate = field(default_factory=QuickstartAgglomerate)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+SEED_ORDERS = ("forward", "reverse")
+
 
 @dataclass
 class InferenceOptions:
@@ -33,6 +35,11 @@ class InferenceOptions:
     """How seeds are placed: "peaks" (EDT peaks of the non-edge image) or "grid"."""
     seed_policy_args: dict[str, Any] = field(default_factory=dict)
     """Extra arguments of the seed policy (e.g. the grid step)."""
+    seed_order: str = "forward"
+    """"forward" floods the policy's seeds in its order; "reverse" in the opposite order, last
+    seed first: the second run of a consensus (docs/agglomeration.md). google/ffn's
+    ``PolicyInvertOrigins`` reverses the first run's successful seeds instead, which needs that
+    run's origins; reversing the policy's own seeds needs nothing and works block by block."""
     reflect_faces: bool = False
     """Mirror the image across the faces of the image volume that the box touches, by the FOV
     radius, so that seeds and FOV centres reach the volume's outermost voxels (google/ffn never
@@ -50,6 +57,11 @@ class InferenceOptions:
             raise ValueError(
                 "inference.init_activation must be >= move_threshold, or every seed is rejected "
                 f"at once (got {self.init_activation} < {self.move_threshold})"
+            )
+        if self.seed_order not in SEED_ORDERS:
+            raise ValueError(
+                f"inference.seed_order must be one of {', '.join(SEED_ORDERS)}, "
+                f"got {self.seed_order!r}"
             )
         if len(self.min_boundary_dist) != 3:
             raise ValueError("inference.min_boundary_dist needs 3 values (z, y, x)")

@@ -86,12 +86,14 @@ def policy_seeds(
     origin: Sequence[int] = (0, 0, 0),
 ) -> list[Vec3]:
     """The seeds ``options.seed_policy`` places in ``image`` (``seed_policy_args`` go to the
-    grid; ``origin`` as :func:`grid_seeds`'s)."""
+    grid; ``origin`` as :func:`grid_seeds`'s), in ``options.seed_order``."""
     if options.seed_policy == "peaks":
-        return peak_seeds(image, margin, mask, voxel_size)
-    if options.seed_policy == "grid":
-        return grid_seeds(image.shape, margin, origin=origin, **options.seed_policy_args)
-    raise ValueError(
-        f"inference.seed_policy must be one of {', '.join(SEED_POLICIES)}, "
-        f"got {options.seed_policy!r}"
-    )
+        seeds = peak_seeds(image, margin, mask, voxel_size)
+    elif options.seed_policy == "grid":
+        seeds = grid_seeds(image.shape, margin, origin=origin, **options.seed_policy_args)
+    else:
+        raise ValueError(
+            f"inference.seed_policy must be one of {', '.join(SEED_POLICIES)}, "
+            f"got {options.seed_policy!r}"
+        )
+    return seeds[::-1] if options.seed_order == "reverse" else seeds
