@@ -1,4 +1,5 @@
-"""``ffnops quickstart``: from nothing to two registered models, scored side by side in MLflow.
+"""``ffnops quickstart``: from nothing to two registered models, scored side by side in MLflow,
+and agglomeration where it wins.
 
 A few CPU minutes cannot train a useful FFN from scratch (Google's model took 27 M steps), so the
 quickstart starts where a lab starts: from a pretrained model, fine-tuned on its own labels.
@@ -11,7 +12,10 @@ quickstart starts where a lab starts: from a pretrained model, fine-tuned on its
 5. ``infer`` with each version on the evaluation box, which neither training nor the selection
    saw, segmented with context around it and scored against its labels; 6. the better one
    (adapted Rand error; the baseline on a tie) gets ``@champion``, and the summary says by how
-   much the fine-tuned version beat the baseline, or that it did not.
+   much the fine-tuned version beat the baseline, or that it did not;
+7. ``agglomerate`` (``agglomerate.enabled``): the champion segments the validation box and
+   ``ffnops agglomerate`` joins its objects there; only if that wins (ERL up, VOI merge up by
+   at most ``agglomerate.max_merge_rise``) is the champion's evaluation box agglomerated too.
 
 Each step is the ordinary ``ffnops`` command in a subprocess, so what the quickstart does can be
 typed by hand. All runs are children of one ``quickstart`` run in the ``quickstart`` experiment.

@@ -12,8 +12,9 @@ For a pair of touching objects A and B and a point on their contact:
    least the segment threshold) are compared: ``iou``, their intersection over their union, and
    how much of each original object its own flood recovered (``recovered_a``, ``recovered_b``);
 4. the pair is joined when ``iou >= merge_iou`` and both recovered at least ``min_recovery``
-   (google/ffn's manual suggests 0.8 and 0.6). Joined pairs are one object (union-find); each
-   object keeps the smallest id of those it joins.
+   (0.7 and 0.6; google/ffn's manual suggests 0.8 and 0.6, docs/agglomeration.md says why
+   ffnops differs). Joined pairs are one object (union-find); each object keeps the smallest id
+   of those it joins.
 
 Two objects that are one neuron, split by the first pass, flood into each other from either
 side (iou near 1); two neurons that touch stay apart (iou near 0).
@@ -42,7 +43,7 @@ class ResegmentationSettings:
     analysis_radius: Vec3 = (16, 16, 16)  # where the two floods are compared
     min_contact: int = 20  # voxel faces two objects share; smaller contacts are not tried
     min_voxels: int = 1000  # objects smaller than this are not tried
-    merge_iou: float = 0.8
+    merge_iou: float = 0.7  # google/ffn's manual: 0.8; measured on FIB-25 (docs/agglomeration.md)
     min_recovery: float = 0.6
 
     def check(self, fov_size: Sequence[int]) -> None:

@@ -411,7 +411,7 @@ class AgglomerateCommand:
     analysis_radius: list[int] = field(default_factory=lambda: [16, 16, 16])
     min_contact: int = 20  # voxel faces; smaller contacts are not tried
     min_voxels: int = 1000  # objects smaller than this are not tried
-    merge_iou: float = 0.8  # join when the two floods' IoU is at least this ...
+    merge_iou: float = 0.7  # join when the two floods' IoU is at least this ...
     min_recovery: float = 0.6  # ... and each flood recovers this much of its own object
     # Scored before and after against these labels, as `infer groundtruth=` scores (eval_input/
     # and eval/ metrics); eval_bbox: the part of bbox scored, the rest being context.
