@@ -196,7 +196,18 @@ class Report:
         """``ffnops agglomerate`` of ``name``'s evaluation-box segmentation (``infer`` first)
         with ``model`` at its default thresholds: the output's scores and the cost."""
         run_name = f"{name}-agglomerated"
-        runs = self.finished("agglomeration", run_name, eval_bbox=self.args.eval_box)
+        model_name, _, alias = model.removeprefix("models:/").partition("@")
+        version = self.version(model_name, alias)
+        boxes = {"bbox": str(self.context_box(self.args.eval_box)), "eval_bbox": self.args.eval_box}
+
+        def done() -> list[Any]:  # of this version, over this box (as ``segmented``)
+            return [
+                r for r in self.finished("agglomeration", run_name, **boxes)
+                if version is not None
+                and r.data.tags.get("ffnops.model_version") == str(version.version)
+            ]  # fmt: skip
+
+        runs = done()
         if not runs:
             ffnops(
                 "agglomerate", f"model={model}", f"image={self.image}",
@@ -205,7 +216,7 @@ class Report:
                 "overwrite=true", "evaluation.voxel_size=[8,8,8]", f"tracking.run_name={run_name}",
                 *self.track, cwd=self.work,
             )  # fmt: skip
-            runs = self.finished("agglomeration", run_name, eval_bbox=self.args.eval_box)
+            runs = done()
         metrics = runs[0].data.metrics
         scores = {k[5:]: v for k, v in metrics.items() if k.startswith("eval/")}
         cost = (

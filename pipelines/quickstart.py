@@ -73,8 +73,9 @@ class AgglomerationResult:
 
     def wins(self, max_merge_rise: float) -> bool:
         """Run length up, VOI merge up by at most ``max_merge_rise`` (docs/agglomeration.md)."""
+        nan = float("nan")  # no ERL (evaluation.skeletonize=false): never a win
         return (
-            self.after["erl_nm"] > self.before["erl_nm"]
+            self.after.get("erl_nm", nan) > self.before.get("erl_nm", nan)
             and self.after["voi_merge"] <= self.before["voi_merge"] + max_merge_rise
         )
 
@@ -313,6 +314,8 @@ class Quickstart:
             f"seg={seg.output}",
             f"groundtruth=h5://{self.sample}#labels",
             f"eval_bbox={box}",
+            # the floods judge with the options the segmentation was made with
+            *[o for o in self.cfg.infer.overrides if o.lstrip("+~").startswith("inference.")],
             *a.overrides,
         ]
         key = f"agglomerate-{label}-{step_key(args)}"
@@ -459,12 +462,13 @@ class Quickstart:
     def agglomeration_summary(
         self, best: InferenceResult, agglomerated: Sequence[AgglomerationResult]
     ) -> None:
+        nan = float("nan")
         trial = agglomerated[0]
         b, a = trial.before, trial.after
         print(
             f"\nagglomeration of the champion's segmentation, tried on the validation box "
             f"[{self.settings.val_box}]: {trial.joined} pairs joined, ERL "
-            f"{b['erl_nm'] / 1000:.3f} -> {a['erl_nm'] / 1000:.3f} um, VOI merge "
+            f"{b.get('erl_nm', nan) / 1000:.3f} -> {a.get('erl_nm', nan) / 1000:.3f} um, VOI merge "
             f"{b['voi_merge']:.4f} -> {a['voi_merge']:.4f}, ARAND "
             f"{b['adapted_rand_error']:.4f} -> {a['adapted_rand_error']:.4f}"
         )
@@ -479,7 +483,7 @@ class Quickstart:
         b, a = applied.before, applied.after
         print(
             f"  a win, so applied to the evaluation box: {applied.joined} pairs joined, ERL "
-            f"{b['erl_nm'] / 1000:.3f} -> {a['erl_nm'] / 1000:.3f} um, VOI merge "
+            f"{b.get('erl_nm', nan) / 1000:.3f} -> {a.get('erl_nm', nan) / 1000:.3f} um, VOI merge "
             f"{b['voi_merge']:.4f} -> {a['voi_merge']:.4f}, ARAND "
             f"{b['adapted_rand_error']:.4f} -> {a['adapted_rand_error']:.4f}; {applied.output}"
         )
