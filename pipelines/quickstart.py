@@ -256,6 +256,31 @@ class Quickstart:
         (run,) = self.step_runs(key)[:1]
         return str(self.client.search_model_versions(f"run_id = '{run.info.run_id}'")[0].version)
 
+    def output_step(
+        self, command: str, label: str, args: list[str], name: str, scheme: str
+    ) -> tuple[Any, Path]:
+        """A step that writes ``<key>/<name>`` and logs a run: skipped when its run exists, and
+        run with ``overwrite=true`` when it was killed after writing but before logging."""
+        key = f"{command}-{label}-{step_key(args)}"
+        output = self.root / key / name
+        done = self.step_runs(key)
+        if done:
+            self.skip(f"{command} {label}", f"run {done[0].info.run_id} has these settings")
+            return done[0], output
+        extra = ["overwrite=true"] if output.exists() else []
+        self.run_command(
+            f"{command} {label}",
+            [
+                *args,
+                f"output={scheme}://{output}",
+                f"paths.output_dir={self.root}",
+                f"tracking.run_name={command}-{label}",
+                *extra,
+                *self.tracking_args(key),
+            ],
+        )
+        return self.step_runs(key)[0], output
+
     def infer(self, label: str, version: str, box: str | None = None) -> InferenceResult:
         """``version`` on ``box`` (the evaluation box by default) with context, scored there."""
         i = self.cfg.infer
@@ -270,27 +295,7 @@ class Quickstart:
             f"executor={i.executor}",
             *i.overrides,
         ]
-        key = f"infer-{label}-{step_key(args)}"
-        output = self.root / key / "segmentation"
-        done = self.step_runs(key)
-        if done:
-            self.skip(f"infer {label}", f"run {done[0].info.run_id} has these settings")
-        else:
-            # killed after writing the output but before logging its run: write it again
-            extra = ["overwrite=true"] if output.exists() else []
-            self.run_command(
-                f"infer {label}",
-                [
-                    *args,
-                    f"output=precomputed://{output}",
-                    f"paths.output_dir={self.root}",
-                    f"tracking.run_name=infer-{label}",
-                    *extra,
-                    *self.tracking_args(key),
-                ],
-            )
-            done = self.step_runs(key)
-        run = done[0]
+        run, output = self.output_step("infer", label, args, "segmentation", "precomputed")
         metrics = {k[5:]: v for k, v in run.data.metrics.items() if k.startswith("eval/")}
         metrics["objects"] = run.data.metrics.get("objects", float("nan"))
         return InferenceResult(
@@ -318,29 +323,11 @@ class Quickstart:
             *[o for o in self.cfg.infer.overrides if o.lstrip("+~").startswith("inference.")],
             *a.overrides,
         ]
-        key = f"agglomerate-{label}-{step_key(args)}"
-        output = self.root / key / "agglomerated.zarr"
-        done = self.step_runs(key)
-        if done:
-            self.skip(f"agglomerate {label}", f"run {done[0].info.run_id} has these settings")
-        else:
-            extra = ["overwrite=true"] if output.exists() else []  # killed before its run ended
-            self.run_command(
-                f"agglomerate {label}",
-                [
-                    *args,
-                    f"output=zarr://{output}",
-                    f"paths.output_dir={self.root}",
-                    f"tracking.run_name=agglomerate-{label}",
-                    *extra,
-                    *self.tracking_args(key),
-                ],
-            )
-            done = self.step_runs(key)
-        metrics = done[0].data.metrics
+        run, output = self.output_step("agglomerate", label, args, "agglomerated.zarr", "zarr")
+        metrics = run.data.metrics
         return AgglomerationResult(
             label,
-            done[0].info.run_id,
+            run.info.run_id,
             {k[len("eval_input/") :]: v for k, v in metrics.items() if k.startswith("eval_input/")},
             {k[len("eval/") :]: v for k, v in metrics.items() if k.startswith("eval/")},
             int(metrics.get("pairs_joined", 0)),
