@@ -71,6 +71,17 @@ class AgglomerationResult:
     joined: int
     output: str
 
+    def change(self) -> str:
+        """The joins and the scores before -> after, as the summary prints them."""
+        nan = float("nan")
+        b, a = self.before, self.after
+        return (
+            f"{self.joined} pairs joined, ERL {b.get('erl_nm', nan) / 1000:.3f} -> "
+            f"{a.get('erl_nm', nan) / 1000:.3f} um, VOI merge {b['voi_merge']:.4f} -> "
+            f"{a['voi_merge']:.4f}, ARAND {b['adapted_rand_error']:.4f} -> "
+            f"{a['adapted_rand_error']:.4f}"
+        )
+
     def wins(self, max_merge_rise: float) -> bool:
         """Run length up, VOI merge up by at most ``max_merge_rise`` (docs/agglomeration.md)."""
         nan = float("nan")  # no ERL (evaluation.skeletonize=false): never a win
@@ -435,7 +446,7 @@ class Quickstart:
         )
         print(f"champion: models:/{self.name}@champion -> version {best.version} ({best.label})")
         if agglomerated:
-            self.agglomeration_summary(best, agglomerated)
+            self.agglomeration_summary(agglomerated)
         print("\nLook at:")
         if self.tracking_uri.startswith(("http://", "https://")):
             print(f"  {self.tracking_uri} (the team's MLflow UI)")
@@ -446,18 +457,11 @@ class Quickstart:
             print(f"  ffnops view {r.run_id}    # {r.label}: neuroglancer, then open the link:")
             print(f"    {r.link}")
 
-    def agglomeration_summary(
-        self, best: InferenceResult, agglomerated: Sequence[AgglomerationResult]
-    ) -> None:
-        nan = float("nan")
+    def agglomeration_summary(self, agglomerated: Sequence[AgglomerationResult]) -> None:
         trial = agglomerated[0]
-        b, a = trial.before, trial.after
         print(
-            f"\nagglomeration of the champion's segmentation, tried on the validation box "
-            f"[{self.settings.val_box}]: {trial.joined} pairs joined, ERL "
-            f"{b.get('erl_nm', nan) / 1000:.3f} -> {a.get('erl_nm', nan) / 1000:.3f} um, VOI merge "
-            f"{b['voi_merge']:.4f} -> {a['voi_merge']:.4f}, ARAND "
-            f"{b['adapted_rand_error']:.4f} -> {a['adapted_rand_error']:.4f}"
+            "\nagglomeration of the champion's segmentation, tried on the validation box "
+            f"[{self.settings.val_box}]: {trial.change()}"
         )
         if len(agglomerated) == 1:
             print(
@@ -467,13 +471,7 @@ class Quickstart:
             )
             return
         applied = agglomerated[1]
-        b, a = applied.before, applied.after
-        print(
-            f"  a win, so applied to the evaluation box: {applied.joined} pairs joined, ERL "
-            f"{b.get('erl_nm', nan) / 1000:.3f} -> {a.get('erl_nm', nan) / 1000:.3f} um, VOI merge "
-            f"{b['voi_merge']:.4f} -> {a['voi_merge']:.4f}, ARAND "
-            f"{b['adapted_rand_error']:.4f} -> {a['adapted_rand_error']:.4f}; {applied.output}"
-        )
+        print(f"  a win, so applied to the evaluation box: {applied.change()}; {applied.output}")
 
 
 def voi(result: InferenceResult) -> float:
