@@ -94,6 +94,22 @@ def test_quickstart_registers_scores_and_crowns_a_champion(tmp_path: Path) -> No
     assert len(client.search_model_versions(f"name = '{name}'")) == 2
     assert client.get_model_version_by_alias(name, "champion").version == champion.version
 
+    # agglomerate.overrides reach the command: with no thresholds every tried pair joins
+    loose = quickstart(
+        *SMALL, "agglomerate.overrides=[merge_iou=0.0,min_recovery=0.0]", cwd=tmp_path
+    )
+    assert loose.returncode == 0, loose.stderr[-3000:]
+    runs = client.search_runs([experiment.experiment_id])
+    tried = [r for r in runs if r.info.run_name == f"agglomerate-{label}-validation"]
+    (new,) = [r for r in tried if r.info.run_id != trial.info.run_id]
+    assert new.data.params["merge_iou"] == "0.0"
+    assert new.data.metrics["pairs_joined"] == new.data.metrics["pairs"] > 0
+    # agglomerate.enabled=false stops after the crowning: no agglomeration step, no summary line
+    off = quickstart(*SMALL, "agglomerate.enabled=false", cwd=tmp_path)
+    assert off.returncode == 0, off.stderr[-3000:]
+    assert "tried on the validation box" not in off.stdout
+    assert off.stdout.count("skipped") == 6
+
 
 def test_read_only_folder_is_a_clear_error(tmp_path: Path) -> None:
     if os.geteuid() == 0:
