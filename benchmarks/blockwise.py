@@ -9,8 +9,11 @@ output exists is not run again, so a killed run resumes and a finished one only 
   ``--box`` of ``training_sample2`` with Google's request, blockwise (``--block``, ``--workers``;
   its blocks kept, ``executor.keep_blocks``) against one canvas (``executor=cpu``, ``cpu_bf16``
   for bf16; for the whole volume in fp32, Google's published segmentation, which ffnops's one
-  canvas reproduces, unless ``--with-local``), under each stitch rule of ``STITCH_RULES`` on the
-  same blocks: adapted Rand error (0 counted as a label; target <= 0.02), VOI split/merge,
+  canvas reproduces, unless ``--with-local``). Each of ``--variants`` segments the blocks its
+  own way (``VARIANTS``: apart, the default; ``executor.seed_context``;
+  ``executor.continue_objects``), and each stitch rule of ``STITCH_RULES`` restitches the same
+  blocks. On the whole volume in bf16, the bf16 canvas is also scored against Google's npz
+  (fp32): how far two equally good one-canvas runs differ. Scores: adapted Rand error (0 counted as a label; target <= 0.02), VOI split/merge,
   object counts, and of the one-canvas objects that cross a block face how many come out split
   (>1 blockwise id of >= 5 % each) or merged (their main blockwise id also holds >= 5 % of
   another object of >= 1000 voxels); target: none. Wall times and ms per FOV step.
@@ -36,6 +39,7 @@ Run::
     python benchmarks/blockwise.py [--part quality|scaling|memory|all] [--workdir DIR]
         [--box z0:z1,y0:y1,x0:x1] [--block 125,125,125] [--workers 2]
         [--precision auto|fp32|bf16] [--quick] [--with-local]
+        [--variants apart,seed_context,continue_objects]
 """
 
 from __future__ import annotations
@@ -213,6 +217,15 @@ STITCH_RULES = {
 }
 
 
+# name: what a blockwise run segments its blocks with ("apart", the default: each block from
+# the seeds in its write box; docs/inference.md, "Blockwise inference").
+VARIANTS = {
+    "apart": (),
+    "seed_context": ("executor.seed_context=true",),
+    "continue_objects": ("executor.continue_objects=true",),
+}
+
+
 def labelled(box: BBox) -> npt.NDArray[np.int64] | None:
     """The neuron labels inside ``box`` (only z < 175 is labelled), or None without them."""
     if not FIB25_LABELS.exists():
@@ -237,7 +250,8 @@ def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
         shape = volume.shape
     box = BBox.parse(args.box) if args.box else BBox.from_shape(shape)
     block = [int(b) for b in args.block.split(",")]
-    tag = f"{str(box).replace(':', '-').replace(',', '_')}_{precision}"
+    where = str(box).replace(":", "-").replace(",", "_")
+    tag = f"{where}_{precision}"
     model, common = "models:/google_fib25@baseline", (f"bbox={box}", "inference=fib25")
     local_executor = "executor=cpu" if precision == "fp32" else "executor=cpu_bf16"
     blockwise_name = f"quality_{tag}_b{'x'.join(map(str, block))}_w{args.workers}"
@@ -246,30 +260,20 @@ def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
         f"executor.workers={args.workers}", f"executor.precision={precision}",
         "executor.keep_blocks=true",
     )  # fmt: skip
-    runs = {"blockwise": infer(workdir, blockwise_name, model, image, *blockwise_args)}
+    runs: dict[str, dict[str, float]] = {}
     # Google's published segmentation is the whole volume's one canvas in fp32: ffnops's own
     # reproduces it (adapted Rand error 4.2e-5, docs/google-ffn.md), so it is not run again
     # (25,800 FOV steps: hours here) unless --with-local.
-    google_is_local = box == BBox.from_shape(shape) and precision == "fp32"
+    whole = box == BBox.from_shape(shape)
+    google_is_local = whole and precision == "fp32"
     if args.with_local or not google_is_local:
         runs["local"] = infer(
             workdir, f"quality_{tag}_local", model, image, *common, local_executor
         )
     for name, m in runs.items():
         print(timing(name, m))
-    b = runs["blockwise"]
-    print(
-        f"blockwise: {int(b['blocks'])} blocks of {block}, {int(b['fragments'])} fragments, "
-        f"{int(b['stitch_links'])} links; segment {b['seconds_segment']:.1f} s, match "
-        f"{b['seconds_match']:.1f} s, relabel {b['seconds_relabel']:.1f} s"
-        + (
-            f"; command {b['wall_s'] / runs['local']['wall_s']:.2f}x one canvas's"
-            if "local" in runs
-            else ""
-        )
-    )
     google = None
-    if google_is_local:
+    if whole:
         reference = need(Path(args.reference), "FFNOPS_GOOGLE_FIB25_DIR")
         with np.load(reference, allow_pickle=False) as data:
             google = data["segmentation"][box.slices].astype(np.int64)  # stored as uint8
@@ -281,35 +285,41 @@ def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
         part = local[: len(labels)]
         agreement("one canvas vs labels", labels, part)
         print(face_line("one canvas vs labels", face_objects(labels, part, block), n_ids(labels)))
-    # Each stitch rule on the same segmented blocks (kept): only matching and relabelling run,
-    # into the blockwise output again (the job's folder is keyed by its output).
-    for rule, overrides in STITCH_RULES.items():
-        seconds = ffnops(
-            workdir, "infer", f"model={model}", f"image={image}", *blockwise_args,
-            f"output=zarr://{workdir / blockwise_name}.zarr", "overwrite=true",
-            f"tracking.run_name={blockwise_name}_{rule}", "viewer.publish=false", *overrides,
-        )  # fmt: skip
-        restitched = run_metrics(workdir, f"{blockwise_name}_{rule}")
-        print(
-            f"\n### stitch rule {rule} ({' '.join(overrides)}): restitched in {seconds:.0f} s, "
-            f"{int(restitched['stitch_links'])} links, "
-            f"{int(restitched.get('stitch_links_dropped', 0))} dropped by disputes"
-        )
-        compare(read(workdir, blockwise_name), local, reference, labels, google, block)
-    # Blocks in waves, each canvas continuing its finished neighbours' objects (the default).
-    name = f"{blockwise_name}_continue"
-    # Waves of one block (2 x 2 x 2 blocks) keep one worker busy: it gets every core.
-    threads = f"executor.num_threads={os.cpu_count()}"
-    c = infer(
-        workdir, name, model, image, *blockwise_args, "executor.continue_objects=true", threads
-    )
-    print(
-        f"\n### executor.continue_objects=true: {timing('continuing', c)}; "
-        f"{int(c['objects_continued'])} continuations, {int(c['stitch_links'])} links"
-    )
-    compare(read(workdir, name), local, reference, labels, google, block)
-    if google is not None and "local" in runs:
+    if google is not None and "local" in runs:  # two one-canvas runs (bf16 against fp32)
         agreement("one canvas vs Google's npz", google, local)
+        print(face_line("vs Google's npz", face_objects(google, local, block), n_ids(google)))
+    for variant in args.variants.split(","):
+        overrides = VARIANTS[variant]
+        name = blockwise_name + ("" if variant == "apart" else f"_{variant}")
+        if variant == "continue_objects":  # waves of one block (2 x 2 x 2 blocks) keep one
+            overrides = (*overrides, f"executor.num_threads={os.cpu_count()}")  # worker busy
+        v = infer(workdir, name, model, image, *blockwise_args, *overrides)
+        print(
+            f"\n## blocks {variant} ({' '.join(overrides) or 'the default'}): "
+            f"{timing(variant, v)}; {int(v['fragments'])} fragments, "
+            f"{int(v.get('objects_continued', 0))} continuations; "
+            f"segment {v['seconds_segment']:.1f} s"
+            + (
+                f"; command {v['wall_s'] / runs['local']['wall_s']:.2f}x one canvas's"
+                if "local" in runs
+                else ""
+            )
+        )
+        # Each stitch rule on the same segmented blocks (kept): only matching and relabelling
+        # run, into the variant's output again (the job's folder is keyed by its output).
+        for rule, stitch in STITCH_RULES.items():
+            seconds = ffnops(
+                workdir, "infer", f"model={model}", f"image={image}", *blockwise_args,
+                *overrides, f"output=zarr://{workdir / name}.zarr", "overwrite=true",
+                f"tracking.run_name={name}_{rule}", "viewer.publish=false", *stitch,
+            )  # fmt: skip
+            restitched = run_metrics(workdir, f"{name}_{rule}")
+            print(
+                f"\n### {variant}, stitch rule {rule} ({' '.join(stitch)}): restitched in "
+                f"{seconds:.0f} s, {int(restitched['stitch_links'])} links, "
+                f"{int(restitched.get('stitch_links_dropped', 0))} dropped by disputes"
+            )
+            compare(read(workdir, name), local, reference, labels, google, block)
 
 
 def compare(
@@ -329,6 +339,7 @@ def compare(
         print(face_line("vs labels", face_objects(labels, part, block), n_ids(labels)))
     if google is not None and reference != "Google's npz":
         agreement("blockwise vs Google's npz", google, result)
+        print(face_line("vs Google's npz", face_objects(google, result, block), n_ids(google)))
 
 
 def n_ids(labels: npt.NDArray[np.int64]) -> int:
@@ -473,6 +484,9 @@ def main() -> None:
     parser.add_argument("--block", default="125,125,125")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)} (quality)"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller synthetic volumes")
     parser.add_argument(
         "--with-local", action="store_true", help="also run the whole volume as one canvas"

@@ -231,6 +231,8 @@ BLOCKWISE: list[Case] = [
     ("no worker within the limit", [*DAISY, "executor.worker_command=[sh,-c,'sleep 60']", "executor.worker_start_timeout_s=1"], "executor.worker_start_timeout_s=1: no worker started within 1 s"),
     ("batching one canvas", [*INFER, "executor.batch_size=4"], "set executor.block_size"),
     ("keeping blocks of one canvas", [*INFER, "executor.keep_blocks=true"], "executor.keep_blocks=true keeps"),
+    ("continuing objects in one canvas", [*INFER, "executor.continue_objects=true"], "executor.continue_objects=true continues"),
+    ("seeding the context of one canvas", [*INFER, "executor.seed_context=true"], "executor.seed_context=true seeds a block's context"),
 ]  # fmt: skip
 
 EVALUATE: list[Case] = [

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from commands import ffnops as run_ffnops
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from oracle import register_oracle
 from skimage.metrics import adapted_rand_error
@@ -202,6 +203,50 @@ def test_blocks_in_waves_continue_their_neighbours_objects_on_either_executor(
     history = client.get_metric_history(run.info.run_id, "progress/segment_blocks_done")
     values = [h.value for h in history]
     assert values == sorted(values) and values[0] >= 0 and values[-1] == 27
+
+
+def test_blocks_seeding_their_context_flood_more_and_stitch_one_id_per_cell(
+    world: dict[str, object], local: np.ndarray, stitched: np.ndarray
+) -> None:
+    """executor.seed_context: each block's canvas also floods from the seeds of its context;
+    the same on daisy's workers as in this process, one id per cell, every fragment in the
+    output, and more FOV steps than the same blocks seeded in their write boxes only."""
+    path = Path(str(world["path"]))
+    client = MlflowClient(tracking_uri=world["uri"])  # type: ignore[arg-type]
+    experiment = client.get_experiment_by_name("inference").experiment_id
+
+    def run_of(output: str) -> Run:
+        (run,) = client.search_runs(
+            [experiment], f"tags.`ffnops.output` = 'zarr://{path}/{output}'"
+        )
+        return run
+
+    results = {}
+    for name, executor in (("cpu", ["executor=cpu"]), ("daisy", ["executor=daisy"])):
+        args = infer_args(
+            world,
+            f"context_{name}.zarr",
+            *executor,
+            f"executor.block_size={BLOCK}",
+            "executor.seed_context=true",
+        )
+        proc = ffnops(*args, cwd=path)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[name] = read(world, f"context_{name}.zarr")
+    np.testing.assert_array_equal(results["daisy"], results["cpu"])
+    labels: np.ndarray = world["labels"]  # type: ignore[assignment]
+    context = results["daisy"]
+    inside = (slice(3, -3),) * 3
+    assert adapted_rand_error(labels[inside], context[inside].astype(np.uint32))[0] < 0.01
+    whole = adapted_rand_error(labels, context.astype(np.uint32))[0]
+    assert whole <= adapted_rand_error(labels, local.astype(np.uint32))[0] + 1e-3
+    run = run_of("context_daisy.zarr")
+    assert run.data.metrics["objects"] == len(np.unique(context)) - 1
+    apart = run_of("stitched.zarr").data.metrics["network_calls"]
+    assert run.data.metrics["network_calls"] > apart
+    table = client.download_artifacts(run.info.run_id, "objects.csv", str(path))
+    rows = np.genfromtxt(table, delimiter=",", names=True, dtype=None)
+    assert set(rows["global_id"]) == set(np.unique(context)) - {0}  # no fragment left unwritten
 
 
 def test_continuing_objects_needs_a_context_no_larger_than_a_block(

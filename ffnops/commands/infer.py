@@ -233,12 +233,17 @@ def refuse_one_canvas_options(config: ExecutorConfig) -> None:
             "and executor=local without executor.block_size runs one: set "
             "executor.block_size to cut the box into blocks, or executor.batch_size=1"
         )
-    if config.keep_blocks:
-        raise FfnopsError(
-            "executor.keep_blocks=true keeps a blockwise job's segmented blocks, and "
-            "executor=local without executor.block_size runs one canvas: set "
-            "executor.block_size, or executor.keep_blocks=false"
-        )
+    for key, what in (
+        ("keep_blocks", "keeps a blockwise job's segmented blocks"),
+        ("continue_objects", "continues a finished neighbour block's objects"),
+        ("seed_context", "seeds a block's context too"),
+    ):
+        if getattr(config, key):
+            raise FfnopsError(
+                f"executor.{key}=true {what}, and executor=local without "
+                f"executor.block_size runs one canvas: set executor.block_size, or "
+                f"executor.{key}=false"
+            )
 
 
 def run_params(cfg: DictConfig, request: BoxRequest, extra: dict[str, str]) -> dict[str, str]:
@@ -367,8 +372,10 @@ def infer_blockwise(
             f"{list(layout.context)}) no larger than executor.block_size "
             f"{list(layout.block_size)}, so that no two blocks of a wave overlap"
         )
-    # What a continuing block's canvas depends on besides the rest (its continuations' size).
-    continuing = ["continue_objects", config.stitch_min_voxels] if config.continue_objects else []
+    # What a block's canvas depends on besides the rest: its continuations (and their size) and
+    # the seeds of its context.
+    segmenting = ["continue_objects", config.stitch_min_voxels] if config.continue_objects else []
+    segmenting += ["seed_context"] if config.seed_context else []
     digest = job_key(
         cfg,
         request,
@@ -376,7 +383,7 @@ def infer_blockwise(
         layout,
         request.device.precision,
         request.device.compile,
-        *continuing,
+        *segmenting,
     )
     job = BlockwiseJob(
         request,
@@ -384,6 +391,7 @@ def infer_blockwise(
         Path(cfg.paths.output_dir).absolute() / "blockwise" / f"infer-{digest}",
         stitch,
         config.continue_objects,
+        config.seed_context,
     )
     with open_volume(cfg.image) as volume:
         voxel_size = volume.voxel_size

@@ -131,6 +131,9 @@ class ExecutorConfig:
     # Blocks in 8 waves; each canvas starts with its finished neighbours' objects and floods on
     # from those that reach into it, as one canvas would (docs/inference.md, "Continuing objects").
     continue_objects: bool = False
+    # Each block's canvas floods from the seeds in its context too (its whole read box), in the
+    # policy's order, so its neighbours' objects near its faces compete as in one canvas.
+    seed_context: bool = False
 
 
 @dataclass

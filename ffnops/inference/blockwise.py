@@ -98,6 +98,7 @@ class BlockwiseJob:
     workdir: Path
     stitch: StitchRule = StitchRule()
     continue_objects: bool = False  # blocks in waves, continuing their neighbours' objects
+    seed_context: bool = False  # seeds in the whole read box, not only in the write box
 
     def fragments_file(self, block: Block) -> Path:
         return self.workdir / "blocks" / f"{block.index}.npz"
@@ -159,7 +160,7 @@ def segment_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
             request,
             canvas,
             box_image,
-            within=block.write.shifted(block.read.start),
+            within=(block.read if job.seed_context else block.write).shifted(block.read.start),
             origin=block.read.shifted(request.box.start).start,
         )
         roots = np.zeros(0, np.uint64)
@@ -174,27 +175,34 @@ def segment_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
     run_canvases(steps, worker_predictor(job.request), batch_size=max(len(blocks), 1))
     seconds = time.perf_counter() - started
     for block, box_image, canvas, roots in canvases:
+        labels = box_image.crop(canvas.final_segmentation())
+        kept = set(canvas.origins)
+        if job.seed_context:  # an object seeded in the context that never reached the write box
+            labels, kept = _in_write_box(labels, block)  # is the neighbour's, not this block's
         origins = np.array(
             [
                 (i, *unmirrored(o.start, box_image), o.iters, o.walltime_s)
                 for i, o in sorted(canvas.origins.items())
+                if i in kept
             ],
             dtype=ORIGIN_DTYPE,
         )
         continued = np.array(
-            [(i, roots[n - 1]) for i, n in sorted(canvas.continued.items())], np.uint64
+            [(i, roots[n - 1]) for i, n in sorted(canvas.continued.items()) if i in kept],
+            np.uint64,
         ).reshape(-1, 2)
         covers = np.array(
             [
                 (i, roots[n - 1], covered, held)
                 for i, found in sorted(canvas.covers.items())
+                if i in kept
                 for n, (covered, held) in sorted(found.items())
             ],
             np.uint64,
         ).reshape(-1, 4)
         write_npz(
             job.fragments_file(block),
-            labels=box_image.crop(canvas.final_segmentation()).astype(np.uint32),
+            labels=labels.astype(np.uint32),
             origins=origins,
             continued=continued,
             covers=covers,
@@ -203,6 +211,16 @@ def segment_blocks(job: BlockwiseJob, blocks: Sequence[Block]) -> None:
             seconds=np.asarray(seconds / len(blocks)),
             peak_rss_mb=np.asarray(peak_rss_mb()),
         )
+
+
+def _in_write_box(
+    labels: npt.NDArray[np.integer], block: Block
+) -> tuple[npt.NDArray[np.integer], set[int]]:
+    """``labels`` (over the read box) with only the objects that have voxels in the write box,
+    and their ids."""
+    inside = np.unique(labels[block.write.shifted(block.read.start).slices])
+    kept = {int(i) for i in inside if i > 0}
+    return np.where(np.isin(labels, inside), labels, 0), kept
 
 
 def _continue_then_seed(
