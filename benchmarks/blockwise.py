@@ -13,7 +13,8 @@ output exists is not run again, so a killed run resumes and a finished one only 
   own way (``VARIANTS``: apart, the default; ``executor.seed_context``;
   ``executor.continue_objects``), and each stitch rule of ``STITCH_RULES`` restitches the same
   blocks. On the whole volume in bf16, the bf16 canvas is also scored against Google's npz
-  (fp32): how far two equally good one-canvas runs differ. Scores: adapted Rand error (0 counted as a label; target <= 0.02), VOI split/merge,
+  (fp32): how far two equally good one-canvas runs differ. Scores: adapted Rand error (0
+  counted as a label; target <= 0.02), VOI split/merge,
   object counts, and of the one-canvas objects that cross a block face how many come out split
   (>1 blockwise id of >= 5 % each) or merged (their main blockwise id also holds >= 5 % of
   another object of >= 1000 voxels); target: none. Wall times and ms per FOV step.
