@@ -227,6 +227,17 @@ VARIANTS = {
 }
 
 
+def variants(text: str) -> list[str]:
+    """``--variants``: names of ``VARIANTS``, comma-separated."""
+    names = text.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown)}: not a variant; expected some of {', '.join(VARIANTS)}"
+        )
+    return names
+
+
 def labelled(box: BBox) -> npt.NDArray[np.int64] | None:
     """The neuron labels inside ``box`` (only z < 175 is labelled), or None without them."""
     if not FIB25_LABELS.exists():
@@ -251,8 +262,7 @@ def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
         shape = volume.shape
     box = BBox.parse(args.box) if args.box else BBox.from_shape(shape)
     block = [int(b) for b in args.block.split(",")]
-    where = str(box).replace(":", "-").replace(",", "_")
-    tag = f"{where}_{precision}"
+    tag = f"{str(box).replace(':', '-').replace(',', '_')}_{precision}"
     model, common = "models:/google_fib25@baseline", (f"bbox={box}", "inference=fib25")
     local_executor = "executor=cpu" if precision == "fp32" else "executor=cpu_bf16"
     blockwise_name = f"quality_{tag}_b{'x'.join(map(str, block))}_w{args.workers}"
@@ -261,35 +271,32 @@ def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
         f"executor.workers={args.workers}", f"executor.precision={precision}",
         "executor.keep_blocks=true",
     )  # fmt: skip
-    runs: dict[str, dict[str, float]] = {}
     # Google's published segmentation is the whole volume's one canvas in fp32: ffnops's own
     # reproduces it (adapted Rand error 4.2e-5, docs/google-ffn.md), so it is not run again
     # (25,800 FOV steps: hours here) unless --with-local.
     whole = box == BBox.from_shape(shape)
     google_is_local = whole and precision == "fp32"
+    canvas = None  # the one-canvas run's metrics, where it runs
     if args.with_local or not google_is_local:
-        runs["local"] = infer(
-            workdir, f"quality_{tag}_local", model, image, *common, local_executor
-        )
-    for name, m in runs.items():
-        print(timing(name, m))
+        canvas = infer(workdir, f"quality_{tag}_local", model, image, *common, local_executor)
+        print(timing("local", canvas))
     google = None
     if whole:
         reference = need(Path(args.reference), "FFNOPS_GOOGLE_FIB25_DIR")
         with np.load(reference, allow_pickle=False) as data:
             google = data["segmentation"][box.slices].astype(np.int64)  # stored as uint8
-    local = read(workdir, f"quality_{tag}_local") if "local" in runs else google
+    local = read(workdir, f"quality_{tag}_local") if canvas else google
     assert local is not None
-    reference = "one canvas" if "local" in runs else "Google's npz"
+    reference = "one canvas" if canvas else "Google's npz"
     labels = labelled(box)
     if labels is not None:  # how often one canvas itself splits and merges the labelled neurons
         part = local[: len(labels)]
         agreement("one canvas vs labels", labels, part)
         print(face_line("one canvas vs labels", face_objects(labels, part, block), n_ids(labels)))
-    if google is not None and "local" in runs:  # two one-canvas runs (bf16 against fp32)
+    if google is not None and canvas:  # two one-canvas runs (bf16 against fp32)
         agreement("one canvas vs Google's npz", google, local)
         print(face_line("vs Google's npz", face_objects(google, local, block), n_ids(google)))
-    for variant in args.variants.split(","):
+    for variant in args.variants:
         overrides = VARIANTS[variant]
         name = blockwise_name + ("" if variant == "apart" else f"_{variant}")
         if variant == "continue_objects":  # waves of one block (2 x 2 x 2 blocks) keep one
@@ -300,11 +307,7 @@ def quality(args: argparse.Namespace, workdir: Path, precision: str) -> None:
             f"{timing(variant, v)}; {int(v['fragments'])} fragments, "
             f"{int(v.get('objects_continued', 0))} continuations; "
             f"segment {v['seconds_segment']:.1f} s"
-            + (
-                f"; command {v['wall_s'] / runs['local']['wall_s']:.2f}x one canvas's"
-                if "local" in runs
-                else ""
-            )
+            + (f"; command {v['wall_s'] / canvas['wall_s']:.2f}x one canvas's" if canvas else "")
         )
         # Each stitch rule on the same segmented blocks (kept): only matching and relabelling
         # run, into the variant's output again (the job's folder is keyed by its output).
@@ -486,7 +489,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     parser.add_argument(
-        "--variants", default=",".join(VARIANTS), help=f"of {', '.join(VARIANTS)} (quality)"
+        "--variants", type=variants, default=list(VARIANTS), help=f"of {', '.join(VARIANTS)}"
     )
     parser.add_argument("--quick", action="store_true", help="smaller synthetic volumes")
     parser.add_argument(

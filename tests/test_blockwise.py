@@ -57,6 +57,42 @@ def read(world: dict[str, object], output: str) -> np.ndarray:
         return np.asarray(volume.read())
 
 
+def on_both_executors(world: dict[str, object], name: str, *extra: str) -> np.ndarray:
+    """The job in 3 x 3 x 3 blocks in this process (``executor=cpu``) and on daisy's workers,
+    into ``NAME_cpu.zarr`` and ``NAME_daisy.zarr``: identical; the result."""
+    results = {}
+    for executor in ("cpu", "daisy"):
+        args = infer_args(
+            world, f"{name}_{executor}.zarr", f"executor={executor}",
+            f"executor.block_size={BLOCK}", *extra,
+        )  # fmt: skip
+        proc = ffnops(*args, cwd=world["path"])  # type: ignore[arg-type]
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[executor] = read(world, f"{name}_{executor}.zarr")
+    np.testing.assert_array_equal(results["daisy"], results["cpu"])
+    return results["daisy"]
+
+
+def assert_like_the_labels(labels: np.ndarray, result: np.ndarray, local: np.ndarray) -> None:
+    """The outer 3 voxels of the box are left partly unlabelled by one canvas too (FOV centres
+    stay a radius inside the box, and floods seldom reach its faces): scored inside them, and
+    on the whole box no worse than one canvas."""
+    inside = (slice(3, -3),) * 3
+    assert adapted_rand_error(labels[inside], result[inside].astype(np.uint32))[0] < 0.01
+    whole = adapted_rand_error(labels, result.astype(np.uint32))[0]
+    assert whole <= adapted_rand_error(labels, local.astype(np.uint32))[0] + 1e-3
+
+
+def run_of(world: dict[str, object], output: str) -> Run:
+    """The inference run that wrote ``output`` (in the world's folder)."""
+    client = MlflowClient(tracking_uri=world["uri"])  # type: ignore[arg-type]
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("inference").experiment_id],
+        f"tags.`ffnops.output` = 'zarr://{world['path']}/{output}'",
+    )
+    return run
+
+
 @pytest.fixture(scope="module")
 def local(world: dict[str, object]) -> np.ndarray:
     proc = ffnops(*infer_args(world, "local.zarr"), cwd=world["path"])  # type: ignore[arg-type]
@@ -84,15 +120,7 @@ def test_stitched_oracle_matches_the_labels_with_one_id_per_object(
     world: dict[str, object], stitched: np.ndarray, local: np.ndarray
 ) -> None:
     labels: np.ndarray = world["labels"]  # type: ignore[assignment]
-    # The outer 3 voxels of the box are left partly unlabelled by one canvas too (FOV centres
-    # stay a radius inside the box, and floods seldom reach its faces): scored inside them, and
-    # on the whole box no worse than one canvas.
-    inside = (slice(3, -3),) * 3
-    error, _, _ = adapted_rand_error(labels[inside], stitched[inside].astype(np.uint32))
-    assert error < 0.01
-    whole, _, _ = adapted_rand_error(labels, stitched.astype(np.uint32))
-    one_canvas, _, _ = adapted_rand_error(labels, local.astype(np.uint32))
-    assert whole <= one_canvas + 1e-3
+    assert_like_the_labels(labels, stitched, local)
     crossing = 0
     for label in np.unique(labels):
         where = labels == label
@@ -108,11 +136,7 @@ def test_the_blockwise_run_is_one_mlflow_run_with_its_layout_and_progress(
     world: dict[str, object], stitched: np.ndarray
 ) -> None:
     client = MlflowClient(tracking_uri=world["uri"])  # type: ignore[arg-type]
-    runs = client.search_runs(
-        [client.get_experiment_by_name("inference").experiment_id],
-        f"tags.`ffnops.output` = 'zarr://{world['path']}/stitched.zarr'",
-    )
-    (run,) = runs
+    run = run_of(world, "stitched.zarr")
     assert run.info.status == "FINISHED"
     assert run.data.params["blockwise.blocks"] == "27"
     assert run.data.params["blockwise.context"] == "[16, 16, 16]"  # FOV radius 8 + overlap 8
@@ -173,31 +197,11 @@ def test_blocks_in_waves_continue_their_neighbours_objects_on_either_executor(
     """executor.continue_objects: blocks run in waves, each canvas continuing the objects its
     finished neighbours labelled; the same on daisy's workers as in this process, one id per
     cell, and every block counted in the progress."""
-    path = Path(str(world["path"]))
-    results = {}
-    for name, executor in (("cpu", ["executor=cpu"]), ("daisy", ["executor=daisy"])):
-        args = infer_args(
-            world,
-            f"waves_{name}.zarr",
-            *executor,
-            f"executor.block_size={BLOCK}",
-            "executor.continue_objects=true",
-        )
-        proc = ffnops(*args, cwd=path)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        results[name] = read(world, f"waves_{name}.zarr")
-    np.testing.assert_array_equal(results["daisy"], results["cpu"])
+    waves = on_both_executors(world, "waves", "executor.continue_objects=true")
     labels: np.ndarray = world["labels"]  # type: ignore[assignment]
-    waves = results["cpu"]
-    inside = (slice(3, -3),) * 3
-    assert adapted_rand_error(labels[inside], waves[inside].astype(np.uint32))[0] < 0.01
-    whole = adapted_rand_error(labels, waves.astype(np.uint32))[0]
-    assert whole <= adapted_rand_error(labels, local.astype(np.uint32))[0] + 1e-3
+    assert_like_the_labels(labels, waves, local)
     client = MlflowClient(tracking_uri=world["uri"])  # type: ignore[arg-type]
-    (run,) = client.search_runs(
-        [client.get_experiment_by_name("inference").experiment_id],
-        f"tags.`ffnops.output` = 'zarr://{path}/waves_daisy.zarr'",
-    )
+    run = run_of(world, "waves_daisy.zarr")
     assert run.data.metrics["objects_continued"] >= 10  # most cells cross a face
     assert run.data.metrics["objects"] == len(np.unique(waves)) - 1
     history = client.get_metric_history(run.info.run_id, "progress/segment_blocks_done")
@@ -211,39 +215,17 @@ def test_blocks_seeding_their_context_flood_more_and_stitch_one_id_per_cell(
     """executor.seed_context: each block's canvas also floods from the seeds of its context;
     the same on daisy's workers as in this process, one id per cell, every fragment in the
     output, and more FOV steps than the same blocks seeded in their write boxes only."""
-    path = Path(str(world["path"]))
-    client = MlflowClient(tracking_uri=world["uri"])  # type: ignore[arg-type]
-    experiment = client.get_experiment_by_name("inference").experiment_id
-
-    def run_of(output: str) -> Run:
-        (run,) = client.search_runs(
-            [experiment], f"tags.`ffnops.output` = 'zarr://{path}/{output}'"
-        )
-        return run
-
-    results = {}
-    for name, executor in (("cpu", ["executor=cpu"]), ("daisy", ["executor=daisy"])):
-        args = infer_args(
-            world,
-            f"context_{name}.zarr",
-            *executor,
-            f"executor.block_size={BLOCK}",
-            "executor.seed_context=true",
-        )
-        proc = ffnops(*args, cwd=path)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        results[name] = read(world, f"context_{name}.zarr")
-    np.testing.assert_array_equal(results["daisy"], results["cpu"])
+    context = on_both_executors(world, "context", "executor.seed_context=true")
     labels: np.ndarray = world["labels"]  # type: ignore[assignment]
-    context = results["daisy"]
-    inside = (slice(3, -3),) * 3
-    assert adapted_rand_error(labels[inside], context[inside].astype(np.uint32))[0] < 0.01
-    whole = adapted_rand_error(labels, context.astype(np.uint32))[0]
-    assert whole <= adapted_rand_error(labels, local.astype(np.uint32))[0] + 1e-3
-    run = run_of("context_daisy.zarr")
+    assert_like_the_labels(labels, context, local)
+    run = run_of(world, "context_daisy.zarr")
     assert run.data.metrics["objects"] == len(np.unique(context)) - 1
-    apart = run_of("stitched.zarr").data.metrics["network_calls"]
-    assert run.data.metrics["network_calls"] > apart
+    assert (
+        run.data.metrics["network_calls"]
+        > run_of(world, "stitched.zarr").data.metrics["network_calls"]
+    )  # the same blocks, seeded in their write boxes only
+    client = MlflowClient(tracking_uri=world["uri"])  # type: ignore[arg-type]
+    path = Path(str(world["path"]))
     table = client.download_artifacts(run.info.run_id, "objects.csv", str(path))
     rows = np.genfromtxt(table, delimiter=",", names=True, dtype=None)
     assert set(rows["global_id"]) == set(np.unique(context)) - {0}  # no fragment left unwritten
